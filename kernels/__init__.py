@@ -1,0 +1,1 @@
+"""nbprop's compiled kernels: plain Numba functions of arrays and scalars, outputs passed in."""

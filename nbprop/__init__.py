@@ -1,0 +1,20 @@
+"""nbprop: a Numba-compiled scalar and tensor autodiff engine with PyTorch's names and semantics."""
+
+# Tensor first: the modules it needs import it back.
+from nbprop.tensor import Tensor  # noqa: I001
+from nbprop import autograd
+from nbprop.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from nbprop.creation import (
+    arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,
+    rand_like, randint, randn, randn_like, tensor, zeros, zeros_like,
+)
+from nbprop.dtypes import (
+    bool_ as bool, double, float32, float64, get_default_dtype, int64, long, set_default_dtype,  # noqa: A004
+)
+from nbprop.dtypes import float32 as float  # noqa: A004 - PyTorch's alias
+from nbprop.functional import *  # noqa: F403 - the torch.<op> function forms
+from nbprop.gradcheck import GradcheckError, gradcheck
+from nbprop.random import initial_seed, manual_seed
+from nbprop.warmup import warmup
+
+__version__ = "0.1.0"
