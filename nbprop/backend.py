@@ -58,13 +58,14 @@ class CpuDevice:
 
         Non-array arguments (bounds, flags) pass through unchanged.
         """
-        kernel = self.kernel(name)
+        kernel = self._kernels.get(name) or self.kernel(name)
         out = arguments[-1]
         size = out.size
-        if size == 0:
-            return out
         if size < PARALLEL_THRESHOLD:
-            kernel.serial(*[_as_rows(a) if a.__class__ is np.ndarray else a for a in arguments])
+            if size:
+                kernel.serial(*[
+                    (a[None] if a.ndim == 1 else _as_rows(a)) if a.__class__ is np.ndarray else a for a in arguments
+                ])
             return out
         if all(a.flags.c_contiguous for a in arguments if a.__class__ is np.ndarray):
             # Cut the flat arrays into equal rows for the threads, and do the short remainder serially.

@@ -16,9 +16,10 @@ def _map(name, first, *others, dtype=None):
     """Run elementwise kernel `name` over tensors of one shape (other arguments pass through)."""
     data = first._data
     device = DEVICES[first.device]
-    out = device.empty(data.shape, data.dtype if dtype is None else dtype)
+    out = np.empty(data.shape, data.dtype if dtype is None else dtype) if device.name == "cpu" \
+        else device.empty(data.shape, data.dtype if dtype is None else dtype)
     device.map(name, data, *[o._data if o.__class__ is Tensor else o for o in others], out)
-    return Tensor._make(out, device=first.device)
+    return Tensor._make(out, None, first.device)
 
 
 def _scalar_tensor(value, dtype, shape):
@@ -160,7 +161,9 @@ class Where(Function):
 
 def add(a, b):
     a, b = _operands(a, b, "add")
-    return Add.apply(_arithmetic(a, "add"), _arithmetic(b, "add"))
+    if a._data.dtype.kind == "b":
+        a, b = _arithmetic(a), _arithmetic(b)
+    return Add.apply(a, b)
 
 
 def sub(a, b):
@@ -172,7 +175,9 @@ def sub(a, b):
 
 def mul(a, b):
     a, b = _operands(a, b, "mul")
-    return Mul.apply(_arithmetic(a, "mul"), _arithmetic(b, "mul"))
+    if a._data.dtype.kind == "b":
+        a, b = _arithmetic(a), _arithmetic(b)
+    return Mul.apply(a, b)
 
 
 def div(a, b):
@@ -208,7 +213,7 @@ def where(condition, a, b):
     return Where.apply(expand(condition, shape), expand(a, shape), expand(b, shape))
 
 
-def _arithmetic(x, op):
+def _arithmetic(x):
     """Boolean operands of add and mul count as 0 and 1 (int64), where the kernels are compiled."""
     return x.to(dtypes.int64) if x._data.dtype.kind == "b" else x
 

@@ -1,0 +1,40 @@
+"""The README's example and the scripts in examples/ run and reach what they claim."""
+
+import importlib.util
+import pathlib
+import re
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_example_fits_the_line():
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"## Example\n\n```python\n(.*?)```", readme, re.S).group(1)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    assert namespace["loss"].item() < 1e-3
+    np.testing.assert_allclose(namespace["weight"].detach().numpy().ravel(), [1.0, -2.0, 0.5], atol=0.02)
+    assert abs(namespace["bias"].item() - 0.25) < 0.02
+
+
+def test_train_tiny_mlp_loss_falls(capsys):
+    loss, accuracy = _load("train_tiny_mlp").main(steps=300)
+    printed = capsys.readouterr().out
+    losses = [float(value) for value in re.findall(r"loss (\d+\.\d+)", printed)]
+    assert losses[0] > 0.6 and losses[-1] < 0.5 * losses[0], losses
+    assert accuracy > 0.8
+
+
+def test_custom_function_example(capsys):
+    _load("custom_function").main()
+    printed = capsys.readouterr().out
+    assert "gradcheck passed: True" in printed
