@@ -73,10 +73,10 @@ def sigmoid_backward(grad_output, result, out):
 
 @parallel_cpu_kernel
 def relu_backward(grad_output, result, out):
-    """d relu(x)/dx = 1 where the result is positive, else 0 (0 at x = 0, as in PyTorch)."""
+    """d relu(x)/dx = 0 where the result is <= 0 (also at x = 0), else 1 (NaN passes the gradient, as PyTorch)."""
     for row in prange(out.shape[0]):
         for column in range(out.shape[1]):
-            out[row, column] = grad_output[row, column] if result[row, column] > 0 else 0.0
+            out[row, column] = 0.0 if result[row, column] <= 0 else grad_output[row, column]
 
 
 @parallel_cpu_kernel

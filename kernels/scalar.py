@@ -16,12 +16,12 @@ def sigmoid(x):
 
 @scalar_function
 def sign(x):
-    """-1, 0 or 1 (0 at 0, NaN stays NaN), PyTorch's sign and the derivative of abs."""
+    """-1, 0 or 1 (0 at 0 and at NaN, as PyTorch's sign), also the derivative of abs."""
     if x > 0:
         return 1.0
     if x < 0:
         return -1.0
-    return x * 0.0
+    return 0.0
 
 
 @scalar_function
@@ -64,19 +64,22 @@ def minimum(a, b):
 
 @scalar_function
 def maximum_derivative(a, b):
-    """d max(a, b)/d a: 1 where a wins, 1/2 on a tie (PyTorch splits the gradient), 0 where b wins."""
-    if a > b:
-        return 1.0
+    """d max(a, b)/d a: 1 where a wins, 1/2 on a tie (PyTorch splits the gradient), 0 where b wins.
+
+    Where either is NaN the result is NaN and, as in PyTorch, both inputs get the whole gradient.
+    """
+    if a < b:
+        return 0.0
     if a == b:
         return 0.5
-    return 0.0
+    return 1.0
 
 
 @scalar_function
 def minimum_derivative(a, b):
-    """d min(a, b)/d a: 1 where a wins, 1/2 on a tie, 0 where b wins."""
-    if a < b:
-        return 1.0
+    """d min(a, b)/d a: 1 where a wins, 1/2 on a tie, 0 where b wins (1 where either is NaN, as PyTorch)."""
+    if a > b:
+        return 0.0
     if a == b:
         return 0.5
-    return 0.0
+    return 1.0

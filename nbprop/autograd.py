@@ -273,13 +273,12 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
                     tensor = reference()
                     if grad_outputs[index] is not None and tensor is not None:
                         _accumulate_leaf(tensor, grad_outputs[index])
-            if node._freed:
-                node.saved_tensors  # raises the "backward through the graph a second time" error
             grad_outputs = [
                 g if g is not None else _zeros_for(node, index) for index, g in enumerate(grad_outputs)
             ]
             grad_inputs = node.function.backward(node, *grad_outputs)
-            if not retain_graph:
+            if not retain_graph and node._saved:
+                # Like PyTorch, only a node that kept tensors refuses a second backward.
                 node._saved = ()
                 node._freed = True
             if grad_inputs.__class__ is not tuple:

@@ -45,7 +45,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         inferred = kinds.get(data.dtype.kind)
     if inferred is None:
         raise TypeError(f"tensor: cannot make a tensor from data of NumPy dtype {data.dtype}")
-    array = get_device(device).asarray(data, _dtype(dtype, inferred))
+    # The device's asarray returns at least one dimension (np.ascontiguousarray does): keep 0-d data 0-d.
+    array = get_device(device).asarray(data, _dtype(dtype, inferred)).reshape(data.shape)
     if array is data or np.shares_memory(array, data):
         array = array.copy()
     return _finish(array, requires_grad, device)
@@ -118,6 +119,8 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         start, end = 0, start
     if step == 0:
         raise ValueError("arange: step must be nonzero")
+    if (step > 0 and end < start) or (step < 0 and end > start):
+        raise RuntimeError(f"arange: the bounds [{start}, {end}) are inconsistent with the sign of step {step}")
     integral = all(isinstance(value, numbers.Integral) for value in (start, end, step))
     resolved = _dtype(dtype, dtypes.int64 if integral else None)
     device = _check_device(device)
@@ -132,16 +135,23 @@ def eye(n, m=None, dtype=None, requires_grad=False):
     return _finish(np.eye(n, m).astype(_dtype(dtype)), requires_grad)
 
 
+def _floating_dtype(dtype, op):
+    resolved = _dtype(dtype)
+    if resolved.kind != "f":
+        raise TypeError(f"{op}: samples need a floating dtype (float32 or float64), got {resolved}")
+    return resolved
+
+
 def randn(*size, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from the generator seeded by `manual_seed`."""
-    resolved = _dtype(dtype)
+    resolved = _floating_dtype(dtype, "randn")
     array = generator().standard_normal(_shape_arguments(size), dtype=resolved)
     return _finish(array, requires_grad, _check_device(device))
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the generator seeded by `manual_seed`."""
-    resolved = _dtype(dtype)
+    resolved = _floating_dtype(dtype, "rand")
     array = generator().random(_shape_arguments(size), dtype=resolved)
     return _finish(array, requires_grad, _check_device(device))
 

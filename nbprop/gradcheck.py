@@ -19,9 +19,10 @@ def _outputs_of(function, inputs):
 def _numerical_jacobian(function, inputs, input_index, output_sizes, eps):
     """d outputs / d inputs[input_index] by central differences: one column per input element."""
     array = inputs[input_index]._data
-    flat = array.reshape(-1)
-    if not np.shares_memory(flat, array):
-        raise ValueError("gradcheck: inputs must be contiguous tensors")
+    if not array.flags.c_contiguous or not array.flags.writeable:
+        raise ValueError(f"gradcheck: input {input_index} must be a contiguous, writeable tensor (its elements "
+                         "are perturbed in place); pass x.contiguous() or a clone")
+    flat = array.reshape(-1)  # a view, since the array is contiguous
     columns = []
     for element in range(flat.size):
         original = flat[element]

@@ -162,7 +162,7 @@ class Where(Function):
 def add(a, b):
     a, b = _operands(a, b, "add")
     if a._data.dtype.kind == "b":
-        a, b = _arithmetic(a), _arithmetic(b)
+        return _map("maximum", a, b)  # bool + bool is a bool (logical or) in PyTorch
     return Add.apply(a, b)
 
 
@@ -176,7 +176,7 @@ def sub(a, b):
 def mul(a, b):
     a, b = _operands(a, b, "mul")
     if a._data.dtype.kind == "b":
-        a, b = _arithmetic(a), _arithmetic(b)
+        return _map("minimum", a, b)  # bool * bool is a bool (logical and) in PyTorch
     return Mul.apply(a, b)
 
 
@@ -211,11 +211,6 @@ def where(condition, a, b):
     a, b = _operands(a, b, "where")
     shape = broadcast_shapes(condition.shape, a.shape, "where")
     return Where.apply(expand(condition, shape), expand(a, shape), expand(b, shape))
-
-
-def _arithmetic(x):
-    """Boolean operands of add and mul count as 0 and 1 (int64), where the kernels are compiled."""
-    return x.to(dtypes.int64) if x._data.dtype.kind == "b" else x
 
 
 # ---------------------------------------------------------------------------------------------- unary
@@ -395,16 +390,50 @@ def clone(x):
     return Clone.apply(x)
 
 
+class Overwrite(Function):
+    """`target.copy_(source)` / `fill_`: the values come from source; target's old values get a zero gradient."""
+
+    @staticmethod
+    def forward(ctx, target, source):
+        return Tensor._make(DEVICES[source.device].copy(source._data), device=source.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        # Zeros, not None, for the overwritten values: PyTorch's CopyBackwards and FillBackward do the same.
+        overwritten = Tensor._make(DEVICES[grad_output.device].zeros(grad_output.shape, grad_output.dtype),
+                                   device=grad_output.device)
+        return overwritten if ctx.needs_input_grad[0] else None, grad_output if ctx.needs_input_grad[1] else None
+
+
 def copy_source(target, source):
     """What `target.copy_(source)` / `fill_(value)` writes: `source` cast to target's dtype and broadcast."""
     if isinstance(source, Tensor):
         if source.dtype.kind == "f" and target.dtype.kind != "f":
             raise RuntimeError(f"copy_: cannot copy a {source.dtype} tensor into a {target.dtype} tensor")
-        # A new node even when nothing is cast or broadcast, so that target gets a grad_fn of its own.
-        return clone(expand(source.to(target.dtype), target.shape))
-    if isinstance(source, numbers.Number):
-        return _scalar_tensor(source, target.dtype, target.shape)
-    raise TypeError(f"copy_/fill_: expects a Tensor or a number, got {type(source).__name__}")
+        source = expand(source.to(target.dtype), target.shape)
+    elif isinstance(source, numbers.Number):
+        source = _scalar_tensor(source, target.dtype, target.shape)
+    else:
+        raise TypeError(f"copy_/fill_: expects a Tensor or a number, got {type(source).__name__}")
+    # A new node even when nothing is cast or broadcast, so that target gets a grad_fn of its own that cuts
+    # the gradient to its old values (also when the new values are constants).
+    return Overwrite.apply(target, source)
+
+
+def _keep_old_values(node, target):
+    """Let `node` keep a copy of `target`'s values where it saved them, since they are about to be overwritten.
+
+    The gradients of mul_, div_, clamp_ ... need the values before the write (PyTorch saves `original_self`).
+    """
+    counter = target._version_counter
+    if not any(saved is not None and saved._version_counter is counter for saved in node._saved):
+        return
+    node._saved = tuple(
+        Tensor._make(DEVICES[saved.device].copy(saved._data), device=saved.device)
+        if saved is not None and saved._version_counter is counter else saved
+        for saved in node._saved
+    )
+    node._saved_versions = tuple(None if saved is None else saved._version_counter[0] for saved in node._saved)
 
 
 def in_place(target, result, op):
@@ -423,6 +452,8 @@ def in_place(target, result, op):
     ):
         raise RuntimeError(f"{op}: the tensor written to is an expanded view in which several elements share "
                            "one memory location; clone() it first")
+    if result.grad_fn is not None and result.grad_fn._saved:
+        _keep_old_values(result.grad_fn, target)
     data[...] = result._data
     target._version_counter[0] += 1
     if result.grad_fn is not None:

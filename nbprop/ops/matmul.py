@@ -1,1 +1,214 @@
-"""placeholder"""
+"""Matrix products (matmul, mm, bmm) with PyTorch's shape rules; the gradients are matrix products too.
+
+Inside an op every operand is a "stack": a C-contiguous (batch, rows, columns) array, a flag saying the
+matrices are to be read transposed (so `x.mT` costs no copy) and the batch shape it broadcasts from.
+"""
+
+import math
+
+import numpy as np
+
+from nbprop import dtypes
+from nbprop.autograd import Function
+from nbprop.backend import DEVICES
+from nbprop.tensor import Tensor
+
+
+class _Stack:
+    """An operand as matrices: `array` (batch, rows, columns) C-contiguous, read as `array[i].T` if
+    `transposed`; `batch_shape` is the batch shape before flattening, `matrix` the logical (rows, columns)."""
+
+    __slots__ = ("array", "batch_shape", "matrix", "transposed")
+
+    def __init__(self, array, transposed, batch_shape, matrix):
+        self.array = array
+        self.transposed = transposed
+        self.batch_shape = batch_shape
+        self.matrix = matrix
+
+    @classmethod
+    def of(cls, array, device):
+        """The stack of an array of shape (*batch, rows, columns): a view when the array or its transpose is
+        C-contiguous, otherwise a contiguous copy."""
+        *batch, rows, columns = array.shape
+        count = math.prod(batch)
+        if array.flags.c_contiguous:
+            return cls(array.reshape(count, rows, columns), False, tuple(batch), (rows, columns))
+        swapped = array.swapaxes(-1, -2)
+        if swapped.flags.c_contiguous:
+            return cls(swapped.reshape(count, columns, rows), True, tuple(batch), (rows, columns))
+        return cls(device.copy(array).reshape(count, rows, columns), False, tuple(batch), (rows, columns))
+
+    def t(self):
+        """The same matrices transposed (no copy)."""
+        return _Stack(self.array, not self.transposed, self.batch_shape, self.matrix[::-1])
+
+
+def _batch_index(batch_shape, out_batch_shape):
+    """For each entry of the broadcast batch `out_batch_shape`, the flat index of the entry it reads in
+    `batch_shape` (int64): how broadcast batch dimensions are read without copies."""
+    flat = np.arange(math.prod(batch_shape), dtype=np.int64).reshape(batch_shape)
+    lead = len(out_batch_shape) - len(batch_shape)
+    return np.ascontiguousarray(np.broadcast_to(flat.reshape((1,) * lead + batch_shape), out_batch_shape)).reshape(-1)
+
+
+def _product(device, left, right, out_batch_shape, target_batch_shape=None):
+    """The products left[i] @ right[i] over the broadcast batch `out_batch_shape`, as a C-contiguous array of
+    shape (*target_batch_shape, n, m). A smaller target batch (the gradient of a broadcast operand) gets the
+    sum of the products of the entries that broadcast onto each of its entries."""
+    if target_batch_shape is None:
+        target_batch_shape = out_batch_shape
+    rows, columns = left.matrix[0], right.matrix[1]
+    dtype = left.array.dtype
+    if math.prod(out_batch_shape) * rows * columns * left.matrix[1] == 0:
+        # Nothing to compute (and no -1 reshapes of empty arrays below): an empty result, or zeros when the
+        # contracted dimension is empty.
+        return device.zeros(target_batch_shape + (rows, columns), dtype)
+    out = device.empty(target_batch_shape + (rows, columns), dtype)
+    if dtype.kind != "f":  # integer products are never differentiated, so the target is the output batch
+        left_index = device.asarray(_batch_index(left.batch_shape, out_batch_shape))
+        right_index = device.asarray(_batch_index(right.batch_shape, out_batch_shape))
+        device.call("matmul_integer", _untransposed(left, device), _untransposed(right, device), left_index,
+                    right_index, out.reshape(-1, rows, columns))
+        return out
+    if not left.batch_shape and not right.batch_shape:
+        device.call("matmul_2d", left.array[0], right.array[0], left.transposed, right.transposed,
+                    out.reshape(rows, columns))
+        return out
+    unbroadcast = left.batch_shape == out_batch_shape
+    if unbroadcast and not right.batch_shape and not left.transposed and target_batch_shape == out_batch_shape:
+        # A batch of matrices times one matrix is one taller product: (batch * n, k) @ (k, m).
+        device.call("matmul_2d", left.array.reshape(-1, left.matrix[1]), right.array[0], False,
+                    right.transposed, out.reshape(-1, columns))
+        return out
+    if unbroadcast and not target_batch_shape and left.transposed and not right.transposed \
+            and right.batch_shape == out_batch_shape:
+        # The gradient of a matrix shared by a batch: sum_i a_i^T g_i is one wide product (batch * n, k)^T
+        # @ (batch * n, m), summed inside BLAS.
+        device.call("matmul_2d", left.array.reshape(-1, left.matrix[0]), right.array.reshape(-1, columns), True,
+                    False, out)
+        return out
+    left_index = device.asarray(_batch_index(left.batch_shape, out_batch_shape))
+    right_index = device.asarray(_batch_index(right.batch_shape, out_batch_shape))
+    if target_batch_shape == out_batch_shape:
+        device.call("matmul_batched", left.array, right.array, left_index, right_index, left.transposed,
+                    right.transposed, out.reshape(-1, rows, columns))
+        return out
+    target_index = device.asarray(_batch_index(target_batch_shape, out_batch_shape))
+    device.call("matmul_batched_sum", left.array, right.array, left_index, right_index, target_index,
+                left.transposed, right.transposed, device.empty((rows, columns), dtype),
+                out.reshape(-1, rows, columns))
+    return out
+
+
+def _untransposed(stack, device):
+    """The stack's matrices as stored C-contiguous, for kernels without a transpose flag."""
+    if not stack.transposed:
+        return stack.array
+    return device.copy(stack.array.swapaxes(-1, -2))
+
+
+# ----------------------------------------------------------------------------------------------- shapes
+
+
+def _plan(a_shape, b_shape, op):
+    """PyTorch's matmul shape rules: the (*batch, n, k) and (*batch, k, m) views of the operands (1-D ones
+    promoted), the broadcast batch shape and the result's shape (promoted dimensions removed)."""
+    if not a_shape or not b_shape:
+        raise RuntimeError(f"{op}: both arguments need to be at least 1-D, but got shapes {tuple(a_shape)} and "
+                           f"{tuple(b_shape)}")
+    a_matrix = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b_matrix = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    if a_matrix[-1] != b_matrix[-2]:
+        raise RuntimeError(f"{op}: shapes {tuple(a_shape)} and {tuple(b_shape)} cannot be multiplied "
+                           f"({a_matrix[-1]} != {b_matrix[-2]} in the contracted dimension)")
+    a_batch, b_batch = a_matrix[:-2], b_matrix[:-2]
+    length = max(len(a_batch), len(b_batch))
+    batch = []
+    for size_a, size_b in zip((1,) * (length - len(a_batch)) + a_batch, (1,) * (length - len(b_batch)) + b_batch):
+        if size_a != size_b and size_a != 1 and size_b != 1:
+            raise RuntimeError(f"{op}: the batch dimensions of shapes {tuple(a_shape)} and {tuple(b_shape)} "
+                               f"cannot be broadcast together ({size_a} against {size_b})")
+        batch.append(size_b if size_a == 1 else size_a)
+    batch = tuple(batch)
+    result = batch + ((a_matrix[-2],) if len(a_shape) > 1 else ()) + ((b_matrix[-1],) if len(b_shape) > 1 else ())
+    return a_matrix, b_matrix, batch, result
+
+
+# --------------------------------------------------------------------------------------------- the op
+
+
+class Matmul(Function):
+    @staticmethod
+    def forward(ctx, a, b, a_matrix, b_matrix, batch, result_shape):
+        device = DEVICES[a.device]
+        left = _Stack.of(a._data.reshape(a_matrix), device)
+        right = _Stack.of(b._data.reshape(b_matrix), device)
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
+        ctx.shapes = (a_matrix, b_matrix, batch, a.shape, b.shape)
+        out = _product(device, left, right, batch)
+        return Tensor._make(out.reshape(result_shape), device=a.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        a_matrix, b_matrix, batch, a_shape, b_shape = ctx.shapes
+        device = DEVICES[grad_output.device]
+        grad = _Stack.of(grad_output._data.reshape(batch + (a_matrix[-2], b_matrix[-1])), device)
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            # d(a @ b)/da: grad @ b^T, summed over the batch entries that a was broadcast to.
+            right = _Stack.of(b._data.reshape(b_matrix), device).t()
+            grad_a = _product(device, grad, right, batch, a_matrix[:-2])
+            grad_a = Tensor._make(grad_a.reshape(a_shape), device=grad_output.device)
+        if ctx.needs_input_grad[1]:
+            # d(a @ b)/db: a^T @ grad, summed over the batch entries that b was broadcast to.
+            left = _Stack.of(a._data.reshape(a_matrix), device).t()
+            grad_b = _product(device, left, grad, batch, b_matrix[:-2])
+            grad_b = Tensor._make(grad_b.reshape(b_shape), device=grad_output.device)
+        return grad_a, grad_b, None, None, None, None
+
+
+def _operands(a, b, op):
+    """Tensors of one dtype (PyTorch raises on mixed dtypes; nbprop promotes, as for elementwise ops)."""
+    if a.__class__ is not Tensor or b.__class__ is not Tensor:
+        raise TypeError(f"{op}: expects two Tensors, got {type(a).__name__} and {type(b).__name__}")
+    if a.device != b.device:
+        raise RuntimeError(f"{op}: tensors on different devices, {a.device} and {b.device}")
+    for tensor in (a, b):
+        if tensor.dtype.kind == "b":
+            raise TypeError(f"{op}: not implemented for bool tensors (shapes {tuple(a.shape)} and "
+                            f"{tuple(b.shape)}); convert with .float() or .long() first")
+    if a.dtype != b.dtype:
+        dtype = dtypes.promote(a.dtype, b.dtype)
+        a, b = a.to(dtype), b.to(dtype)
+    return a, b
+
+
+def matmul(a, b):
+    """torch.matmul: the dot product of 1-D tensors (0-d result), the matrix product of 2-D ones, a 1-D
+    operand promoted to a matrix (a row on the left, a column on the right) whose added dimension is removed
+    from the result, and batched products of N-D operands whose batch dimensions broadcast."""
+    a, b = _operands(a, b, "matmul")
+    a_matrix, b_matrix, batch, result = _plan(a.shape, b.shape, "matmul")
+    return Matmul.apply(a, b, a_matrix, b_matrix, batch, result)
+
+
+def mm(a, b):
+    """torch.mm: the product of two matrices, (n, k) @ (k, m) -> (n, m); no broadcasting."""
+    if a.__class__ is Tensor and b.__class__ is Tensor and (a.ndim != 2 or b.ndim != 2):
+        raise RuntimeError(f"mm: expects two 2-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = _operands(a, b, "mm")
+    a_matrix, b_matrix, batch, result = _plan(a.shape, b.shape, "mm")
+    return Matmul.apply(a, b, a_matrix, b_matrix, batch, result)
+
+
+def bmm(a, b):
+    """torch.bmm: batched matrix products (batch, n, k) @ (batch, k, m) -> (batch, n, m); equal batch sizes,
+    no broadcasting."""
+    if a.__class__ is Tensor and b.__class__ is Tensor and (a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]):
+        raise RuntimeError(f"bmm: expects two 3-D tensors with equal batch sizes, got shapes {tuple(a.shape)} "
+                           f"and {tuple(b.shape)}")
+    a, b = _operands(a, b, "bmm")
+    a_matrix, b_matrix, batch, result = _plan(a.shape, b.shape, "bmm")
+    return Matmul.apply(a, b, a_matrix, b_matrix, batch, result)

@@ -1,1 +1,432 @@
-"""placeholder"""
+"""Movement ops: reshape, view, permute, squeeze, split, cat, stack and pad, views wherever NumPy allows."""
+
+import math
+import numbers
+
+import numpy as np
+
+from nbprop import dtypes
+from nbprop.autograd import Function
+from nbprop.backend import DEVICES
+from nbprop.tensor import Tensor, _wrap_dim
+
+
+def _view_of(x, array):
+    """A tensor over (part of) x's storage: it shares x's version counter, so in-place changes are seen."""
+    return Tensor._make(array, x._version_counter, x.device)
+
+
+# --------------------------------------------------------------------------------- reshape and view
+
+
+def _resolve_shape(shape, numel, op):
+    """`shape` with its one -1 filled in; PyTorch's errors for anything that does not hold `numel` elements."""
+    shape = tuple(int(size) for size in shape)
+    inferred = [index for index, size in enumerate(shape) if size == -1]
+    if len(inferred) > 1:
+        raise RuntimeError(f"{op}: only one dimension can be inferred, got shape {list(shape)}")
+    for size in shape:
+        if size < -1:
+            raise RuntimeError(f"{op}: invalid shape dimension {size} in {list(shape)}")
+    known = math.prod(size for size in shape if size != -1)
+    if inferred:
+        if known == 0:
+            raise RuntimeError(f"{op}: cannot reshape a tensor of {numel} elements into shape {list(shape)} because "
+                               "the unspecified dimension size -1 can be any value and is ambiguous")
+        if numel % known == 0:
+            resolved = list(shape)
+            resolved[inferred[0]] = numel // known
+            return tuple(resolved)
+    elif known == numel:
+        return shape
+    raise RuntimeError(f"{op}: shape {list(shape)} is invalid for input of size {numel}")
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, x, shape, must_view):
+        ctx.input_shape = x.shape
+        try:
+            return _view_of(x, np.reshape(x._data, shape, copy=False))
+        except ValueError:
+            if must_view:
+                raise RuntimeError(
+                    f"view: view size is not compatible with input tensor's size and stride (at least one "
+                    f"dimension spans across two contiguous subspaces): shape {tuple(x.shape)} with strides "
+                    f"{tuple(s // x._data.itemsize for s in x._data.strides)} cannot be viewed as {shape}. "
+                    "Use .reshape(...) instead."
+                ) from None
+        return Tensor._make(DEVICES[x.device].copy(x._data).reshape(shape), device=x.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return reshape(grad_output, ctx.input_shape), None, None
+
+
+def reshape(x, shape):
+    """A tensor of `shape` with x's elements in order: a view when the strides allow one, else a copy."""
+    shape = _resolve_shape(shape, x._data.size, "reshape")
+    if shape == x.shape:
+        return x
+    return Reshape.apply(x, shape, False)
+
+
+def view(x, shape):
+    """Like reshape, but always a view; a RuntimeError if x's strides do not allow one."""
+    return Reshape.apply(x, _resolve_shape(shape, x._data.size, "view"), True)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge dimensions start_dim..end_dim into one; a 0-d tensor becomes 1-d."""
+    if x.ndim == 0:
+        _wrap_dim(start_dim, 0, "flatten")
+        _wrap_dim(end_dim, 0, "flatten")
+        return reshape(x, (1,))
+    start = _wrap_dim(start_dim, x.ndim, "flatten")
+    end = _wrap_dim(end_dim, x.ndim, "flatten")
+    if start > end:
+        raise RuntimeError(f"flatten: invalid args: start_dim {start_dim} cannot come after end_dim {end_dim} "
+                           f"(tensor of shape {tuple(x.shape)})")
+    if start == end:
+        return x
+    shape = x.shape
+    return reshape(x, shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:])
+
+
+def squeeze(x, dim=None):
+    """Drop dimensions of size 1: all of them, or those among `dim` (an int or a tuple); others stay."""
+    if dim is None:
+        dims = range(x.ndim)
+    else:
+        dims = _wrap_dims(dim, x.ndim, "squeeze")
+    shape = tuple(size for index, size in enumerate(x.shape) if not (index in dims and size == 1))
+    return Reshape.apply(x, shape, True)
+
+
+def unsqueeze(x, dim):
+    """Insert a dimension of size 1 at `dim` (in [-ndim - 1, ndim])."""
+    dim = _wrap_dim(dim, x.ndim + 1, "unsqueeze")
+    return Reshape.apply(x, x.shape[:dim] + (1,) + x.shape[dim:], True)
+
+
+def _wrap_dims(dim, ndim, op):
+    dims = (dim,) if isinstance(dim, numbers.Integral) else tuple(dim)
+    wrapped = [_wrap_dim(d, ndim, op) for d in dims]
+    if len(set(wrapped)) != len(wrapped):
+        raise RuntimeError(f"{op}: a dimension appears more than once in {tuple(dims)}")
+    return set(wrapped)
+
+
+# ------------------------------------------------------------------------------------------- permute
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, x, dims):
+        ctx.dims = dims
+        return _view_of(x, np.transpose(x._data, dims))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return permute(grad_output, tuple(int(d) for d in np.argsort(ctx.dims))), None
+
+
+def permute(x, dims):
+    """A view with the dimensions reordered: result dimension i is input dimension dims[i]."""
+    dims = tuple(dims)
+    if len(dims) != x.ndim:
+        raise RuntimeError(f"permute: the tensor has {x.ndim} dimensions (shape {tuple(x.shape)}) but the "
+                           f"ordering {dims} has {len(dims)}")
+    wrapped = tuple(_wrap_dim(int(d), x.ndim, "permute") for d in dims)
+    if len(set(wrapped)) != len(wrapped):
+        raise RuntimeError(f"permute: duplicate dims are not allowed, got {dims}")
+    return Permute.apply(x, wrapped)
+
+
+def transpose(x, dim0, dim1):
+    """A view with dimensions dim0 and dim1 swapped."""
+    dims = list(range(x.ndim))
+    first, second = _wrap_dim(dim0, x.ndim, "transpose"), _wrap_dim(dim1, x.ndim, "transpose")
+    if x.ndim:
+        dims[first], dims[second] = dims[second], dims[first]
+    return Permute.apply(x, tuple(dims))
+
+
+# ---------------------------------------------------------------------------------- split and chunk
+
+
+class Narrow(Function):
+    @staticmethod
+    def forward(ctx, x, dim, start, length):
+        ctx.input_shape = x.shape
+        ctx.region = (slice(None),) * dim + (slice(start, start + length),)
+        return _view_of(x, x._data[ctx.region])
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_input = DEVICES[grad_output.device].zeros(ctx.input_shape, grad_output.dtype)
+        grad_input[ctx.region] = grad_output._data
+        return Tensor._make(grad_input, device=grad_output.device), None, None, None
+
+
+def split(x, split_size_or_sections, dim=0):
+    """Views of consecutive pieces along `dim`: of split_size each (the last may be smaller) or of the listed
+    sizes, which must add up to the dimension's size."""
+    if x.ndim == 0:
+        raise RuntimeError("split: expects at least a 1-dimensional tensor, got a 0-d tensor")
+    dim = _wrap_dim(dim, x.ndim, "split")
+    size = x.shape[dim]
+    if isinstance(split_size_or_sections, numbers.Integral):
+        split_size = int(split_size_or_sections)
+        if split_size < 0:
+            raise RuntimeError(f"split: expects split_size be non-negative, but got split_size={split_size}")
+        if split_size == 0 and size != 0:
+            raise RuntimeError(f"split: split_size can only be 0 if dimension size is 0, but got dimension "
+                               f"{dim} of size {size}")
+        count = max(-(-size // split_size), 1) if split_size else 1
+        sizes = [split_size] * count
+        sizes[-1] = split_size - (split_size * count - size)
+    else:
+        sizes = [int(section) for section in split_size_or_sections]
+        if any(section < 0 for section in sizes) or sum(sizes) != size:
+            raise RuntimeError(f"split: split_with_sizes expects split_sizes to sum exactly to {size} (input "
+                               f"tensor's size at dimension {dim}, shape {tuple(x.shape)}), but got "
+                               f"split_sizes={sizes}")
+    pieces = []
+    start = 0
+    for length in sizes:
+        pieces.append(Narrow.apply(x, dim, start, length))
+        start += length
+    return tuple(pieces)
+
+
+def chunk(x, chunks, dim=0):
+    """`chunks` pieces (fewer if the dimension is short) of ceil(size / chunks) along `dim`, as PyTorch."""
+    if chunks <= 0:
+        raise RuntimeError(f"chunk: expects `chunks` to be greater than 0, got: {chunks}")
+    if x.ndim == 0:
+        raise RuntimeError("chunk: expects at least a 1-dimensional tensor, got a 0-d tensor")
+    size = x.shape[_wrap_dim(dim, x.ndim, "chunk")]
+    if size == 0:
+        return split(x, [0] * chunks, dim)
+    return split(x, -(-size // chunks), dim)
+
+
+# ------------------------------------------------------------------------------------- cat and stack
+
+
+class Cat(Function):
+    @staticmethod
+    def forward(ctx, dim, *tensors):
+        skipped = [_is_legacy_empty(t) for t in tensors]
+        if all(skipped):
+            skipped = [False] * len(tensors)
+        kept = [t for t, skip in zip(tensors, skipped) if not skip]
+        shape = list(kept[0].shape)
+        shape[dim] = sum(t.shape[dim] for t in kept)
+        device = DEVICES[kept[0].device]
+        out = device.empty(tuple(shape), kept[0].dtype)
+        regions = []
+        start = 0
+        for tensor, skip in zip(tensors, skipped):
+            if skip:
+                regions.append(None)
+                continue
+            region = (slice(None),) * dim + (slice(start, start + tensor.shape[dim]),)
+            out[region] = tensor._data
+            regions.append(region)
+            start += tensor.shape[dim]
+        ctx.regions = regions
+        return Tensor._make(out, device=kept[0].device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        gradients = [None]
+        for index, region in enumerate(ctx.regions):
+            if not ctx.needs_input_grad[index + 1]:
+                gradients.append(None)
+            elif region is None:
+                gradients.append(Tensor._make(DEVICES[grad_output.device].zeros((0,), grad_output.dtype)))
+            else:
+                gradients.append(_view_of(grad_output, grad_output._data[region]))
+        return tuple(gradients)
+
+
+def _is_legacy_empty(tensor):
+    # PyTorch lets 1-d empty tensors join tensors of any shape (they are skipped).
+    return tensor.ndim == 1 and tensor.shape[0] == 0
+
+
+def cat(tensors, dim=0):
+    """Join tensors along an existing dimension `dim`; dtypes promote as in PyTorch; sizes must match
+    except along `dim`; 1-d empty tensors are skipped."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of Tensors")
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"cat: expected a sequence of Tensors, got {type(tensor).__name__} at position {index}")
+        if tensor.ndim == 0:
+            raise RuntimeError(f"cat: zero-dimensional tensor (at position {index}) cannot be concatenated")
+        if tensor.device != tensors[0].device:
+            raise RuntimeError(f"cat: tensors on different devices, {tensors[0].device} and {tensor.device} "
+                               f"(position {index})")
+    kept = [(index, t) for index, t in enumerate(tensors) if not _is_legacy_empty(t)] or list(enumerate(tensors))
+    reference = kept[0][1]
+    dim = _wrap_dim(dim, reference.ndim, "cat")
+    for index, tensor in kept[1:]:
+        if tensor.ndim != reference.ndim:
+            raise RuntimeError(f"cat: tensors must have the same number of dimensions: got {reference.ndim} "
+                               f"(shape {tuple(reference.shape)}) and {tensor.ndim} (shape {tuple(tensor.shape)}) "
+                               f"for tensor number {index} in the list")
+        for axis, (expected, got) in enumerate(zip(reference.shape, tensor.shape)):
+            if axis != dim and expected != got:
+                raise RuntimeError(f"cat: sizes of tensors must match except in dimension {dim}. Expected size "
+                                   f"{expected} but got size {got} for tensor number {index} in the list (shapes "
+                                   f"{tuple(reference.shape)} and {tuple(tensor.shape)})")
+    dtype = tensors[0].dtype
+    for tensor in tensors[1:]:
+        dtype = dtypes.promote(dtype, tensor.dtype)
+    return Cat.apply(dim, *[t.to(dtype) for t in tensors])
+
+
+def stack(tensors, dim=0):
+    """Join tensors of one shape along a new dimension `dim` (in [-ndim - 1, ndim])."""
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack: expects a non-empty TensorList")
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"stack: expected a sequence of Tensors, got {type(tensor).__name__} at position {index}")
+        if tensor.shape != tensors[0].shape:
+            raise RuntimeError(f"stack: expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
+                               f"entry 0 and {list(tensor.shape)} at entry {index}")
+    dim = _wrap_dim(dim, tensors[0].ndim + 1, "stack")
+    return cat([unsqueeze(tensor, dim) for tensor in tensors], dim)
+
+
+
+# ------------------------------------------------------------------------------------------------ pad
+
+
+class PadConstant(Function):
+    @staticmethod
+    def forward(ctx, x, pairs, value):
+        shape = tuple(size + before + after for size, (before, after) in zip(x.shape, pairs))
+        out = DEVICES[x.device].full(shape, value, x.dtype)
+        # The input region that survives cropping and where it lands in the output.
+        ctx.input_shape = x.shape
+        ctx.input_region = tuple(slice(max(0, -before), size - max(0, -after))
+                                 for size, (before, after) in zip(x.shape, pairs))
+        ctx.output_region = tuple(slice(max(0, before), max(0, before) + max(0, region.stop - region.start))
+                                  for (before, _), region in zip(pairs, ctx.input_region))
+        out[ctx.output_region] = x._data[ctx.input_region]
+        return Tensor._make(out, device=x.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        # The adjoint of padding is cropping: padded positions are constants, cropped ones were never read.
+        grad_input = DEVICES[grad_output.device].zeros(ctx.input_shape, grad_output.dtype)
+        grad_input[ctx.input_region] = grad_output._data[ctx.output_region]
+        return Tensor._make(grad_input, device=grad_output.device), None, None
+
+
+class PadGather(Function):
+    @staticmethod
+    def forward(ctx, x, maps, count):
+        device = DEVICES[x.device]
+        # Viewed as (batch, depth, height, width), with size-1 stand-ins where fewer dimensions are padded.
+        lead = x.shape[:x.ndim - count]
+        ctx.input_shape, ctx.maps = x.shape, maps
+        ctx.input_view = (math.prod(lead),) + (1,) * (3 - count) + x.shape[x.ndim - count:]
+        ctx.output_view = (math.prod(lead),) + tuple(len(index_map) for index_map in maps)
+        out = device.empty(lead + ctx.output_view[4 - count:], x.dtype)
+        device.call("pad_gather", device.asarray(x._data).reshape(ctx.input_view), *maps,
+                    out.reshape(ctx.output_view))
+        return Tensor._make(out, device=x.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        device = DEVICES[grad_output.device]
+        inverses = []
+        for index_map, size in zip(ctx.maps, ctx.input_view[1:]):
+            offsets, positions = device.empty(size + 1, np.int64), device.empty(len(index_map), np.int64)
+            device.call("pad_inverse_map", index_map, offsets, positions)
+            inverses += [offsets, positions]
+        grad = device.asarray(grad_output._data).reshape(ctx.output_view)
+        grad_input = device.empty(ctx.input_shape, grad_output.dtype)
+        device.call("pad_gather_backward", grad, *inverses, grad_input.reshape(ctx.input_view))
+        return Tensor._make(grad_input, device=grad_output.device), None, None
+
+
+def pad(x, pad, mode="constant", value=None):
+    """torch.nn.functional.pad: `pad` = (last_before, last_after, second_last_before, ...).
+
+    'constant' pads any dimensions with `value` (0 by default); negative padding crops. 'reflect',
+    'replicate' and 'circular' pad the last 1, 2 or 3 dimensions of a tensor with 1 or 2 more (batch and
+    channel) dimensions, with PyTorch's limits on the padding sizes.
+    """
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2:
+        raise RuntimeError(f"pad: padding length must be divisible by 2, got {pad}")
+    if len(pad) // 2 > x.ndim:
+        raise RuntimeError(f"pad: padding length should be less than or equal to two times the input dimension "
+                           f"but got padding length {len(pad)} and input of dimension {x.ndim}")
+    count = len(pad) // 2
+    pairs = [(0, 0)] * (x.ndim - count) + [(pad[2 * i], pad[2 * i + 1]) for i in reversed(range(count))]
+    if mode == "constant":
+        for dim, (size, (before, after)) in enumerate(zip(x.shape, pairs)):
+            if size + before + after < 0:
+                raise RuntimeError(f"pad: the input size {size}, plus negative padding {before} and {after}, "
+                                   f"resulted in a negative output size for dimension {dim} of input "
+                                   f"{list(x.shape)}")
+        return PadConstant.apply(x, pairs, 0 if value is None else value)
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(f"pad: unrecognised padding mode {mode!r}; expected 'constant', 'reflect', "
+                                  "'replicate' or 'circular'")
+    if value is not None and value != 0:
+        raise RuntimeError(f'pad: padding mode "{mode}" doesn\'t take in value argument')
+    if count not in (1, 2, 3) or x.ndim not in (count + 1, count + 2):
+        raise NotImplementedError(
+            f"pad: padding size {len(pad)} is not supported for {x.ndim}D input tensor (shape {list(x.shape)}) in "
+            f"mode {mode!r}. Supported combinations for non-constant padding: 2D or 3D input with padding size "
+            "2, 3D or 4D input with padding size 4, 4D or 5D input with padding size 6"
+        )
+    if mode != "circular" and any(size == 0 for size in x.shape[x.ndim - count - 1 if x.ndim == count + 2 else 0:]):
+        raise RuntimeError(f"pad: {mode} padding expects a {count + 1}D or {count + 2}D (batch mode) tensor with "
+                           f"possibly 0 batch size and other non-zero dimensions, but got {list(x.shape)}")
+    maps = [np.zeros(1, np.int64)] * (3 - count)
+    for dim in range(x.ndim - count, x.ndim):
+        maps.append(_index_map(mode, x.shape[dim], *pairs[dim], dim, x.shape))
+    return PadGather.apply(x, tuple(maps), count)
+
+
+def _index_map(mode, size, before, after, dim, shape):
+    """For each output position along one padded dimension, the input position it copies."""
+    output_size = size + before + after
+    positions = np.arange(output_size, dtype=np.int64) - before
+    if mode == "circular":
+        if before > size or after > size:
+            raise RuntimeError(f"pad: circular padding ({before}, {after}) of dimension {dim} of input "
+                               f"{list(shape)} causes wrapping around more than once")
+        start = max(0, -before)
+        kept = size - start - max(0, -after)
+        if kept < 0:
+            raise RuntimeError(f"pad: negative padding ({before}, {after}) of dimension {dim} of input "
+                               f"{list(shape)} results in an empty dimension")
+        if max(0, before) > kept or max(0, after) > kept:
+            raise NotImplementedError(f"pad: circular padding ({before}, {after}) of dimension {dim} of input "
+                                      f"{list(shape)} wraps around the {kept} elements left after cropping more "
+                                      "than once")
+        # PyTorch crops the negative side first, then wraps around what is left.
+        return start + (positions + before - max(0, before)) % max(kept, 1)
+    if output_size < 1:
+        raise RuntimeError(f"pad: input (size {size} at dimension {dim} of {list(shape)}) is too small for "
+                           f"padding ({before}, {after}): calculated output size {output_size}")
+    if mode == "reflect":
+        if before >= size or after >= size:
+            raise RuntimeError(f"pad: padding size should be less than the corresponding input dimension, but "
+                               f"got padding ({before}, {after}) at dimension {dim} of input {list(shape)}")
+        positions = np.abs(positions)
+        return (size - 1) - np.abs((size - 1) - positions)
+    return np.clip(positions, 0, size - 1)

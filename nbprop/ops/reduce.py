@@ -1,1 +1,469 @@
-"""placeholder"""
+"""Reductions (sum, mean, prod, max/min, amax/amin, var/std, argmax/argmin) and their gradients."""
+
+import builtins
+import collections
+import math
+import numbers
+
+from nbprop import dtypes
+from nbprop.autograd import Function
+from nbprop.backend import DEVICES
+from nbprop.ops import elementwise
+from nbprop.ops.broadcast import expand
+from nbprop.tensor import Tensor
+
+# torch.return_types.max / min: (values, indices) of a reduction along one dimension.
+max_result = collections.namedtuple("max", ("values", "indices"))
+min_result = collections.namedtuple("min", ("values", "indices"))
+
+# A reduction producing fewer independent outputs than this is split along the reduced axis into chunks of
+# about CHUNK_ELEMENTS, so that threads share the work; the split depends only on the shape (deterministic).
+_FEW_OUTPUTS = 64
+_CHUNK_ELEMENTS = 16384
+_PARALLEL_WORK = 1 << 16
+
+
+def _launch(device, name, work, *arguments):
+    """Run kernel `name`; a parallel CPU kernel picks its variant by `work`, the elements it reads.
+
+    Pass 0 as `work` where the kernel has a single independent output: threads would only wait.
+    """
+    kernel = device.kernel(name)
+    for_size = getattr(kernel, "for_size", None)
+    (kernel if for_size is None else for_size(work))(*arguments)
+
+
+def _work(folded):
+    """The work by which a kernel over a folded (outer, reduced, inner) array picks its variant."""
+    return folded.size if folded.shape[0] * folded.shape[2] > 1 else 0
+
+
+def _dims(dim, shape, op):
+    """The sorted tuple of dimensions named by `dim` (None or () = all); errors name the op and the shape."""
+    ndim = len(shape)
+    if dim is None:
+        return tuple(range(ndim))
+    if dim.__class__ is int and -ndim <= dim < ndim:  # the common case, checked once
+        return (dim % ndim,)
+    listed = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    if not listed:
+        return tuple(range(ndim))
+    bound = builtins.max(ndim, 1)
+    wrapped = []
+    for entry in listed:
+        if not isinstance(entry, numbers.Integral) or isinstance(entry, bool):
+            raise TypeError(f"{op}: dim must be an int or a tuple of ints, got {dim!r}")
+        if not -bound <= entry < bound:
+            raise IndexError(f"{op}: dimension {entry} is out of range for a tensor of shape {tuple(shape)} "
+                             f"(expected in [{-bound}, {bound - 1}])")
+        wrapped.append(int(entry) % bound)
+    if len(set(wrapped)) != len(wrapped):
+        raise RuntimeError(f"{op}: dim {dim!r} names a dimension more than once (tensor of shape {tuple(shape)})")
+    return tuple(sorted(wrapped)) if ndim else ()
+
+
+def _result_shape(shape, dims, keepdim):
+    if keepdim:
+        return tuple(1 if axis in dims else size for axis, size in enumerate(shape))
+    return tuple(size for axis, size in enumerate(shape) if axis not in dims)
+
+
+def _runs(dims):
+    """Maximal runs of consecutive dimensions, as (start, stop) pairs."""
+    runs = []
+    for axis in dims:
+        if runs and runs[-1][1] == axis:
+            runs[-1][1] = axis + 1
+        else:
+            runs.append([axis, axis + 1])
+    return runs
+
+
+def _folded(shape, start, stop):
+    outer = math.prod(shape[:start])
+    return outer, math.prod(shape[start:stop]), math.prod(shape[stop:])
+
+
+def _reduce_3d(device, name, array, out_dtype):
+    """Reduce axis 1 of a C-contiguous (outer, reduced, inner) array with an `*_chunks` kernel -> (outer, inner)."""
+    outer, reduced, inner = array.shape
+    if outer * inner < _FEW_OUTPUTS and array.size >= _PARALLEL_WORK:
+        chunk = builtins.max(_CHUNK_ELEMENTS // inner, 1)
+        partial = device.empty((outer, -(-reduced // chunk), inner), out_dtype)
+        _launch(device, name, array.size, array, chunk, partial)
+        array, reduced = partial, partial.shape[1]
+    out = device.empty((outer, 1, inner), out_dtype)
+    _launch(device, name, array.size if outer * inner > 1 else 0, array, builtins.max(reduced, 1), out)
+    return out.reshape(outer, inner)
+
+
+def _reduce(x, dims, name, out_dtype):
+    """Reduce `dims` of x (sorted, non-empty) run by run, last run first: an array of the keepdim shape."""
+    device = DEVICES[x.device]
+    array = x._data if x._data.flags.c_contiguous else device.copy(x._data)
+    if not dims:  # a 0-d tensor: its value
+        return device.astype(array, out_dtype)
+    if dims[-1] - dims[0] == len(dims) - 1:  # one run of adjacent dimensions
+        shape = array.shape
+        reduced = _reduce_3d(device, name, array.reshape(_folded(shape, dims[0], dims[-1] + 1)), out_dtype)
+        return reduced.reshape(shape[:dims[0]] + (1,) * len(dims) + shape[dims[-1] + 1:])
+    shape = list(array.shape)
+    for start, stop in reversed(_runs(dims)):
+        array = _reduce_3d(device, name, array.reshape(_folded(shape, start, stop)), out_dtype)
+        shape[start:stop] = [1] * (stop - start)
+        array = array.reshape(shape)
+    return array
+
+
+def _fold(x, dims):
+    """x as a C-contiguous (outer, reduced, inner) array, reduced dims moved last (one copy) if not adjacent."""
+    device = DEVICES[x.device]
+    array = x._data
+    if array.ndim == 0:
+        return array.reshape(1, 1, 1)
+    if dims == tuple(range(dims[0], dims[-1] + 1)):
+        if not array.flags.c_contiguous:
+            array = device.copy(array)
+        return array.reshape(_folded(array.shape, dims[0], dims[-1] + 1))
+    kept = [axis for axis in range(array.ndim) if axis not in dims]
+    moved = device.copy(array.transpose(kept + list(dims)))
+    outer = math.prod(array.shape[axis] for axis in kept)
+    return moved.reshape(outer, math.prod(array.shape[axis] for axis in dims), 1)
+
+
+def _unfold(array, shape, dims):
+    """The inverse of `_fold` for an (outer, reduced, inner) result: an array of `shape`."""
+    if not shape or dims == tuple(range(dims[0], dims[-1] + 1)):
+        return array.reshape(shape)
+    kept = [axis for axis in range(len(shape)) if axis not in dims]
+    order = kept + list(dims)
+    moved = array.reshape([shape[axis] for axis in order])
+    inverse = [order.index(axis) for axis in range(len(shape))]
+    return moved.transpose(inverse)
+
+
+def _wrap(array, shape, device):
+    return Tensor._make(array.reshape(shape), device=device)
+
+
+def _expand_gradient(grad_output, ctx):
+    """grad_output (result shape) broadcast back over the reduced dimensions: a stride-0 view, no copy."""
+    kept = Tensor._make(grad_output._data.reshape(ctx.kept_shape), grad_output._version_counter,
+                        grad_output.device)
+    return expand(kept, ctx.input_shape)
+
+
+def _prepare(ctx, x, dims, keepdim):
+    shape = x._data.shape
+    kept = list(shape)
+    for axis in dims:
+        kept[axis] = 1
+    ctx.input_shape = shape
+    ctx.kept_shape = kept = tuple(kept)
+    return kept if keepdim else tuple(size for axis, size in enumerate(shape) if axis not in dims)
+
+
+# ------------------------------------------------------------------------------------ sum, mean, prod
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, x, dims, keepdim, divisor):
+        shape = _prepare(ctx, x, dims, keepdim)
+        ctx.divisor = divisor
+        device = DEVICES[x.device]
+        dtype = x._data.dtype
+        accumulator = _reduce(x, dims, "sum_chunks", dtypes.float64 if dtype.kind == "f" else dtypes.int64)
+        if divisor == 1 and accumulator.dtype == dtype:
+            return _wrap(accumulator, shape, x.device)
+        out = device.empty(accumulator.size, dtype)
+        _launch(device, "divide_into", out.size, accumulator.reshape(-1), float(divisor), out)
+        return _wrap(out, shape, x.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if ctx.divisor != 1:
+            grad_output = elementwise.div(grad_output, float(ctx.divisor))
+        return _expand_gradient(grad_output, ctx), None, None, None
+
+
+class Prod(Function):
+    @staticmethod
+    def forward(ctx, x, dims, keepdim):
+        shape = _prepare(ctx, x, dims, keepdim)
+        ctx.dims = dims
+        dtype = x._data.dtype
+        accumulator = _reduce(x, dims, "prod_chunks", dtypes.float64 if dtype.kind == "f" else dtypes.int64)
+        if accumulator.dtype != dtype:
+            accumulator = DEVICES[x.device].astype(accumulator, dtype)
+        result = _wrap(accumulator, shape, x.device)
+        ctx.save_for_backward(x, result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, result = ctx.saved_tensors
+        device = DEVICES[x.device]
+        folded = _fold(x, ctx.dims)
+        grad_input = device.empty(folded.shape, folded.dtype)
+        outer, inner = folded.shape[0], folded.shape[2]
+        _launch(device, "prod_backward", folded.size, device.asarray(grad_output._data).reshape(outer, inner),
+                folded, result._data.reshape(outer, inner), grad_input)
+        return Tensor._make(_unfold(grad_input, ctx.input_shape, ctx.dims), device=x.device), None, None
+
+
+def _summable(x, dtype):
+    if dtype is not None:
+        x = x.to(dtypes.as_dtype(dtype))
+    return x.to(dtypes.int64) if x._data.dtype.kind == "b" else x
+
+
+def sum(x, dim=None, keepdim=False, dtype=None):
+    """Sum over `dim` (None or () = all); int64 and bool sum to int64, float32 accumulates in float64."""
+    x = _summable(x, dtype)
+    return Sum.apply(x, _dims(dim, x.shape, "sum"), keepdim, 1)
+
+
+def mean(x, dim=None, keepdim=False, dtype=None):
+    """Mean over `dim` (None or () = all); integer inputs need a floating `dtype`; empty: NaN."""
+    wanted = x._data.dtype if dtype is None else dtypes.as_dtype(dtype)
+    if wanted.kind != "f":
+        raise RuntimeError(f"mean(): could not infer output dtype; the input (or dtype=) must be floating point, "
+                           f"got {wanted}")
+    x = x.to(wanted)
+    dims = _dims(dim, x.shape, "mean")
+    return Sum.apply(x, dims, keepdim, math.prod(x.shape[axis] for axis in dims))
+
+
+def prod(x, dim=None, keepdim=False, dtype=None):
+    """Product over `dim` (None or () = all); int64 and bool give int64; empty: 1."""
+    x = _summable(x, dtype)
+    return Prod.apply(x, _dims(dim, x.shape, "prod"), keepdim)
+
+
+# ------------------------------------------------------------------------------------ extremes
+
+
+class Extreme(Function):
+    """amax/amin over dims, and max()/min() of all elements; ties share the gradient evenly."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim, name, whole):
+        shape = _prepare(ctx, x, dims, keepdim)
+        ctx.dims = dims
+        ctx.whole = whole
+        result = _wrap(_reduce(x, dims, name, x._data.dtype), shape, x.device)
+        ctx.save_for_backward(x, result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, result = ctx.saved_tensors
+        kept = Tensor._make(result._data.reshape(ctx.kept_shape), device=result.device)
+        if ctx.whole and math.isnan(result.item()):
+            # PyTorch's max()/min(): a NaN result sends the gradient to the NaN elements.
+            mask = elementwise.compare("not_equal", x, x)
+        else:
+            mask = elementwise.compare("equal", x, expand(kept, x.shape))
+        mask = mask.to(x.dtype)
+        count = sum(mask, ctx.dims, keepdim=True)
+        # (g / count) * mask, as PyTorch: a NaN amax (count 0) gives NaN gradients over its slice.
+        share = Tensor._make(grad_output._data.reshape(ctx.kept_shape), device=grad_output.device) / count
+        return elementwise.mul(expand(share, x.shape), mask), None, None, None, None
+
+
+class ExtremeAlongDim(Function):
+    """max/min along one dimension: (values, indices); the gradient goes to the chosen index."""
+
+    @staticmethod
+    def forward(ctx, x, axis, keepdim, name):
+        shape = _prepare(ctx, x, (axis,) if x.ndim else (), keepdim)
+        device = DEVICES[x.device]
+        folded = _fold(x, (axis,))
+        outer, inner = folded.shape[0], folded.shape[2]
+        values = device.empty((outer, inner), folded.dtype)
+        indices = device.empty((outer, inner), dtypes.int64)
+        _launch(device, name, _work(folded), folded, values, indices)
+        ctx.folded_shape = folded.shape
+        indices = _wrap(indices, shape, x.device)
+        ctx.save_for_backward(indices)
+        return _wrap(values, shape, x.device), indices
+
+    @staticmethod
+    def backward(ctx, grad_values, grad_indices):
+        (indices,) = ctx.saved_tensors
+        device = DEVICES[grad_values.device]
+        outer, _, inner = ctx.folded_shape
+        grad_input = device.empty(ctx.folded_shape, grad_values.dtype)
+        _launch(device, "index_backward", grad_input.size, device.asarray(grad_values._data).reshape(outer, inner),
+                indices._data.reshape(outer, inner), grad_input)
+        return Tensor._make(grad_input.reshape(ctx.input_shape), device=grad_values.device), None, None, None
+
+
+def _comparable(x, op):
+    if x._data.dtype.kind == "b":
+        raise TypeError(f"{op}: bool tensors are not supported; use x.long() or any()/all()-style logic")
+    return x
+
+
+def _empty_whole(x, op):
+    if x._data.size == 0:
+        raise RuntimeError(f"{op}(): expected reduction dim to be specified for an empty input (shape "
+                           f"{tuple(x.shape)}); pass dim=")
+
+
+def _check_nonempty(x, dims, op):
+    for axis in dims:
+        if x.shape[axis] == 0:
+            raise IndexError(f"{op}(): expected reduction dim {axis} to have non-zero size (tensor of shape "
+                             f"{tuple(x.shape)})")
+
+
+def _single_dim(x, dim, op):
+    """The one dimension that max/min/argmax/argmin along a dim reduce (0 for a 0-d tensor)."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{op}: dim must be an int, got {dim!r}" + ("; use a" + op + " for several dimensions"
+                                                                     if op in ("max", "min") else ""))
+    dims = _dims(dim, x.shape, op)
+    _check_nonempty(x, dims, op)
+    return dims[0] if dims else 0
+
+
+def _extreme(x, dim, keepdim, op):
+    x = _comparable(x, op)
+    if dim is None:
+        _empty_whole(x, op)
+        return Extreme.apply(x, tuple(range(x.ndim)), False, f"a{op}_chunks", True)
+    axis = _single_dim(x, dim, op)
+    result = max_result if op == "max" else min_result
+    return result(*ExtremeAlongDim.apply(x, axis, keepdim, f"{op}_with_indices"))
+
+
+def max(x, dim=None, keepdim=False):
+    """The largest element (dim None; NaN if any), or (values, indices) along `dim` (first of ties)."""
+    return _extreme(x, dim, keepdim, "max")
+
+
+def min(x, dim=None, keepdim=False):
+    """The smallest element (dim None; NaN if any), or (values, indices) along `dim` (first of ties)."""
+    return _extreme(x, dim, keepdim, "min")
+
+
+def _amax_amin(x, dim, keepdim, op):
+    x = _comparable(x, op)
+    if dim is None or (isinstance(dim, (tuple, list)) and not dim):
+        _empty_whole(x, op)
+    dims = _dims(dim, x.shape, op)
+    _check_nonempty(x, dims, op)
+    return Extreme.apply(x, dims, keepdim, f"{op}_chunks", False)
+
+
+def amax(x, dim=(), keepdim=False):
+    """Maximum over `dim` (() = all); NaN propagates; tied maxima share the gradient evenly."""
+    return _amax_amin(x, dim, keepdim, "amax")
+
+
+def amin(x, dim=(), keepdim=False):
+    """Minimum over `dim` (() = all); NaN propagates; tied minima share the gradient evenly."""
+    return _amax_amin(x, dim, keepdim, "amin")
+
+
+# --------------------------------------------------------------------------------------- var and std
+
+
+class Variance(Function):
+    """var (or std with `root`) over dims with a correction; PyTorch's gradients, std's 0 at zero spread."""
+
+    @staticmethod
+    def forward(ctx, x, dims, keepdim, correction, root, whole):
+        shape = _prepare(ctx, x, dims, keepdim)
+        ctx.whole = whole
+        device = DEVICES[x.device]
+        folded = _fold(x, dims)
+        outer, reduced, inner = folded.shape
+        center = device.empty((outer, inner), folded.dtype)
+        out = device.empty((outer, inner), folded.dtype)
+        _launch(device, "variance", _work(folded), folded, float(correction), center, out)
+        if root:
+            device.map("sqrt", out, out)
+        result = _wrap(out, shape, x.device)
+        ctx.center = _unfold(center.reshape(outer, 1, inner), ctx.kept_shape, dims)
+        ctx.degrees = reduced - correction
+        ctx.root = root
+        ctx.save_for_backward(x, result if root else None)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, result = ctx.saved_tensors
+        grad_output = Tensor._make(grad_output._data.reshape(ctx.kept_shape), device=grad_output.device)
+        if ctx.root:
+            # d sqrt(v) = dv / (2 sqrt(v)), set to 0 where the spread is 0 (PyTorch's std_backward).
+            spread = Tensor._make(result._data.reshape(ctx.kept_shape), device=result.device)
+            grad_output = elementwise.where(spread == 0, 0.0, grad_output / (spread * 2.0))
+        center = Tensor._make(ctx.center, device=x.device)
+        if ctx.whole and ctx.degrees <= 0:
+            # PyTorch's var over all elements with N <= correction: inf * grad, NaN where x is the mean.
+            spread = expand(grad_output, ctx.input_shape)
+            return elementwise.where(x == center, spread * math.nan, spread * math.inf), None, None, None, None, None
+        # d var / dx = 2 (x - mean) / (N - correction), PyTorch's unclamped N - correction along dims.
+        scale = 2.0 / ctx.degrees if ctx.degrees != 0 else math.inf
+        return (x - center) * expand(grad_output * scale, ctx.input_shape), None, None, None, None, None
+
+
+def _variance(x, dim, unbiased, keepdim, correction, op):
+    if isinstance(dim, bool):  # var(True): PyTorch's (unbiased) overload
+        dim, unbiased = None, dim
+    if unbiased is not None and correction is not None:
+        raise TypeError(f"{op}: pass either unbiased or correction, not both")
+    if correction is None:
+        correction = 0 if unbiased is False else 1
+    if x._data.dtype.kind != "f":
+        raise RuntimeError(f"{op}: std and var only support floating point dtypes, got {x.dtype}")
+    dims = _dims(dim, x.shape, op)
+    return Variance.apply(x, dims, keepdim, correction, op == "std", dim is None or x.ndim == 0)
+
+
+def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    """sum((x - mean)^2) / max(0, N - correction) over `dim`; correction 1 unless unbiased=False (0)."""
+    return _variance(x, dim, unbiased, keepdim, correction, "var")
+
+
+def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    """The square root of `var` with the same arguments."""
+    return _variance(x, dim, unbiased, keepdim, correction, "std")
+
+
+# ------------------------------------------------------------------------------------ argmax, argmin
+
+
+def _arg_extreme(x, dim, keepdim, op):
+    if x._data.dtype.kind == "b":
+        raise TypeError(f"{op}(): bool tensors are not supported; convert with x.long()")
+    device = DEVICES[x.device]
+    if dim is None:
+        if x._data.size == 0:
+            raise IndexError(f"{op}(): expected reduction dim to be specified for an empty input (shape "
+                             f"{tuple(x.shape)}); pass dim=")
+        array = x._data if x._data.flags.c_contiguous else device.copy(x._data)
+        folded = array.reshape(1, -1, 1)
+        shape = (1,) * x.ndim if keepdim else ()
+    else:
+        axis = _single_dim(x, dim, op)
+        folded = _fold(x, (axis,))
+        shape = _result_shape(x.shape, (axis,) if x.ndim else (), keepdim)
+    outer, inner = folded.shape[0], folded.shape[2]
+    values = device.empty((outer, inner), folded.dtype)
+    indices = device.empty((outer, inner), dtypes.int64)
+    _launch(device, op[3:] + "_with_indices", _work(folded), folded, values, indices)
+    return _wrap(indices, shape, x.device)
+
+
+def argmax(x, dim=None, keepdim=False):
+    """The index of the largest element (of the flattened tensor for dim None): first of ties; NaN wins."""
+    return _arg_extreme(x, dim, keepdim, "argmax")
+
+
+def argmin(x, dim=None, keepdim=False):
+    """The index of the smallest element (of the flattened tensor for dim None): first of ties; NaN wins."""
+    return _arg_extreme(x, dim, keepdim, "argmin")

@@ -1,1 +1,154 @@
-"""placeholder"""
+"""softmax, log_softmax and logsumexp over any dimension(s), by fused numerically stable row kernels."""
+
+import math
+import numbers
+
+from nbprop import dtypes
+from nbprop.autograd import Function
+from nbprop.backend import DEVICES
+from nbprop.tensor import Tensor, _wrap_dim
+
+
+class _Rows:
+    """How a tensor is laid out as the (rows, n) C-contiguous array the kernels take: the reduced dimensions
+    moved last (`order`), the moved shape, and the way back."""
+
+    __slots__ = ("inverse", "length", "moved_shape", "order", "rows")
+
+    def __init__(self, shape, dims):
+        kept = [dim for dim in range(len(shape)) if dim not in dims]
+        self.order = tuple(kept) + tuple(dims)
+        self.inverse = tuple(sorted(range(len(shape)), key=self.order.__getitem__))
+        self.moved_shape = tuple(shape[dim] for dim in self.order)
+        self.rows = math.prod(shape[dim] for dim in kept)
+        self.length = math.prod(shape[dim] for dim in dims)
+
+    def to_rows(self, array, device):
+        """`array` as (rows, n): a view when the moved array is already C-contiguous, else a copy."""
+        if self.order != tuple(range(array.ndim)):
+            array = array.transpose(self.order)
+        if not array.flags.c_contiguous:
+            array = device.copy(array)
+        return array.reshape(self.rows, self.length)
+
+    def from_rows(self, array):
+        """A (rows, n) array back in the original dimension order (a view)."""
+        moved = array.reshape(self.moved_shape)
+        return moved if self.order == tuple(range(moved.ndim)) else moved.transpose(self.inverse)
+
+
+def _floating_input(x, op):
+    if x.__class__ is not Tensor:
+        raise TypeError(f"{op}: expects a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: not implemented for {x.dtype} tensors (PyTorch: not implemented for "
+                        f"'{'Long' if x.dtype.kind == 'i' else 'Bool'}'); convert with .float() first")
+    return x
+
+
+def _single_dim(dim, ndim, op):
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    dim = _wrap_dim(dim, ndim, op)
+    return (dim,) if ndim else ()  # a 0-d tensor is its own one-element row
+
+
+class _RowFunction(Function):
+    """softmax / log_softmax: y = f(x) along one dimension, whose backward needs only y."""
+
+    kernel = backward_kernel = None
+
+    @classmethod
+    def forward(cls, ctx, x, dims):
+        device = DEVICES[x.device]
+        layout = _Rows(x.shape, dims)
+        rows = layout.to_rows(x._data, device)
+        out = device.empty(rows.shape, rows.dtype)
+        device.call(cls.kernel, rows, out)
+        result = Tensor._make(layout.from_rows(out).reshape(x.shape), device=x.device)
+        ctx.save_for_backward(result)
+        ctx.layout = layout
+        return result
+
+    @classmethod
+    def backward(cls, ctx, grad_output):
+        (result,) = ctx.saved_tensors
+        device = DEVICES[grad_output.device]
+        layout = ctx.layout
+        result_rows = layout.to_rows(result._data, device)
+        grad_rows = layout.to_rows(grad_output._data, device)
+        out = device.empty(result_rows.shape, result_rows.dtype)
+        device.call(cls.backward_kernel, grad_rows, result_rows, out)
+        return Tensor._make(layout.from_rows(out).reshape(result.shape), device=grad_output.device), None
+
+
+class Softmax(_RowFunction):
+    kernel, backward_kernel = "softmax_rows", "softmax_rows_backward"
+
+
+class LogSoftmax(_RowFunction):
+    kernel, backward_kernel = "log_softmax_rows", "log_softmax_rows_backward"
+
+
+class Logsumexp(Function):
+    @staticmethod
+    def forward(ctx, x, dims, result_shape):
+        device = DEVICES[x.device]
+        layout = _Rows(x.shape, dims)
+        rows = layout.to_rows(x._data, device)
+        out = device.empty((layout.rows,), rows.dtype)
+        device.call("logsumexp_rows", rows, out)
+        result = Tensor._make(out.reshape(result_shape), device=x.device)
+        ctx.save_for_backward(x, result)
+        ctx.layout = layout
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        x, result = ctx.saved_tensors
+        device = DEVICES[grad_output.device]
+        layout = ctx.layout
+        x_rows = layout.to_rows(x._data, device)
+        out = device.empty(x_rows.shape, x_rows.dtype)
+        grad_rows = device.asarray(grad_output._data).reshape(layout.rows)
+        device.call("logsumexp_rows_backward", grad_rows, x_rows, result._data.reshape(layout.rows), out)
+        return Tensor._make(layout.from_rows(out).reshape(x.shape), device=grad_output.device), None, None
+
+
+def softmax(x, dim):
+    """exp(x) / sum(exp(x)) along `dim`, computed stably (max-subtracted); a row of all -inf gives NaN, as in
+    PyTorch. Only floating tensors (PyTorch raises for integers too)."""
+    x = _floating_input(x, "softmax")
+    return Softmax.apply(x, _single_dim(dim, x.ndim, "softmax"))
+
+
+def log_softmax(x, dim):
+    """x - logsumexp(x) along `dim`: finite for any finite input, however large. Only floating tensors."""
+    x = _floating_input(x, "log_softmax")
+    return LogSoftmax.apply(x, _single_dim(dim, x.ndim, "log_softmax"))
+
+
+def logsumexp(x, dim, keepdim=False):
+    """log(sum(exp(x))) over `dim` (an int or a tuple of ints; () reduces every dimension), computed stably:
+    all -inf (or an empty reduction) gives -inf, +inf gives +inf. Integer inputs are computed in the default
+    float dtype, as in PyTorch."""
+    if x.__class__ is not Tensor:
+        raise TypeError(f"logsumexp: expects a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        x = x.to(dtypes.get_default_dtype())
+    if isinstance(dim, (tuple, list)):
+        for entry in dim:
+            if not isinstance(entry, numbers.Integral) or isinstance(entry, bool):
+                raise TypeError(f"logsumexp: dim must be an int or a tuple of ints, got {tuple(dim)!r}")
+        dims = tuple(_wrap_dim(entry, x.ndim, "logsumexp") for entry in dim) if dim else tuple(range(x.ndim))
+        if len(set(dims)) != len(dims):
+            raise RuntimeError(f"logsumexp: a dimension appears more than once in dim={tuple(dim)} (for a "
+                               f"tensor of shape {tuple(x.shape)})")
+    else:
+        dims = _single_dim(dim, x.ndim, "logsumexp")
+    dims = tuple(sorted(dims))
+    if keepdim:
+        result_shape = tuple(1 if index in dims else size for index, size in enumerate(x.shape))
+    else:
+        result_shape = tuple(size for index, size in enumerate(x.shape) if index not in dims)
+    return Logsumexp.apply(x, dims, result_shape)

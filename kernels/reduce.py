@@ -1,0 +1,323 @@
+"""Reduction kernels: sum, prod, max/min (with indices), variance over axis 1 of an (outer, reduced, inner) array.
+
+The frontend folds a tensor into a C-contiguous (outer, reduced, inner) array whose axis 1 holds the reduced
+dimensions. Work is split into items of one outer index and a block of up to BLOCK inner columns, so that
+every pass over the reduced axis reads whole rows of a block contiguously (column sums of an (N, M) matrix
+read memory in order), and items are independent outputs for prange.
+
+Innermost loops run over 0-based ranges on views (`x[o, start:stop]`, `out[o, c, first:first + width]`):
+Numba then knows the indices are non-negative, skips wraparound code and vectorizes (4x faster, measured).
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from nbprop.kernels._jit import parallel_cpu_kernel, scalar_function
+
+# Inner columns handled by one work item: long enough for contiguous vector loads, short enough to share.
+BLOCK = 128
+
+
+@scalar_function
+def _item_position(item, chunks, blocks, chunk, reduced, inner):
+    """The outer index, chunk index, reduced range [start, stop) and column range of work item `item`."""
+    outer_index = item // (chunks * blocks)
+    rest = item - outer_index * (chunks * blocks)
+    chunk_index = rest // blocks
+    first_column = (rest - chunk_index * blocks) * BLOCK
+    start = chunk_index * chunk
+    stop = min(start + chunk, reduced)
+    width = min(BLOCK, inner - first_column)
+    return outer_index, chunk_index, start, stop, first_column, width
+
+
+@parallel_cpu_kernel
+def sum_chunks(x, chunk, out):
+    """out[o, c, i] = sum of x[o, c * chunk:(c + 1) * chunk, i].
+
+    x: (outer, reduced, inner) float32/float64/int64, C-contiguous. out: (outer, ceil(reduced / chunk) or 1,
+    inner) float64 (for float x: float32 sums accumulate in float64) or int64. An empty range sums to 0.
+    """
+    reduced, inner = x.shape[1], x.shape[2]
+    chunks = out.shape[1]
+    blocks = (inner + BLOCK - 1) // BLOCK
+    for item in prange(x.shape[0] * chunks * blocks):
+        o, c, start, stop, first, width = _item_position(item, chunks, blocks, chunk, reduced, inner)
+        block = x[o, start:stop]
+        if inner == 1:
+            total = out.dtype.type(0)
+            for j in range(block.shape[0]):
+                total += block[j, 0]
+            out[o, c, 0] = total
+            continue
+        target = out[o, c, first:first + width]
+        for k in range(width):
+            target[k] = 0
+        for j in range(block.shape[0]):
+            row = block[j, first:first + width]
+            for k in range(width):
+                target[k] += row[k]
+
+
+@parallel_cpu_kernel
+def prod_chunks(x, chunk, out):
+    """out[o, c, i] = product of x[o, c * chunk:(c + 1) * chunk, i]; shapes and dtypes as `sum_chunks`; empty: 1."""
+    reduced, inner = x.shape[1], x.shape[2]
+    chunks = out.shape[1]
+    blocks = (inner + BLOCK - 1) // BLOCK
+    for item in prange(x.shape[0] * chunks * blocks):
+        o, c, start, stop, first, width = _item_position(item, chunks, blocks, chunk, reduced, inner)
+        block = x[o, start:stop]
+        if inner == 1:
+            total = out.dtype.type(1)
+            for j in range(block.shape[0]):
+                total *= block[j, 0]
+            out[o, c, 0] = total
+            continue
+        target = out[o, c, first:first + width]
+        for k in range(width):
+            target[k] = 1
+        for j in range(block.shape[0]):
+            row = block[j, first:first + width]
+            for k in range(width):
+                target[k] *= row[k]
+
+
+@parallel_cpu_kernel
+def amax_chunks(x, chunk, out):
+    """out[o, c, i] = max of x[o, c * chunk:(c + 1) * chunk, i], NaN if any is NaN; out has x's dtype.
+
+    Every range must be non-empty (reduced >= 1).
+    """
+    reduced, inner = x.shape[1], x.shape[2]
+    chunks = out.shape[1]
+    blocks = (inner + BLOCK - 1) // BLOCK
+    for item in prange(x.shape[0] * chunks * blocks):
+        o, c, start, stop, first, width = _item_position(item, chunks, blocks, chunk, reduced, inner)
+        block = x[o, start:stop]
+        if inner == 1:
+            best = block[0, 0]
+            for j in range(1, block.shape[0]):
+                value = block[j, 0]
+                # A NaN wins and then stays, since nothing compares greater than it.
+                if value > best or math.isnan(value):
+                    best = value
+            out[o, c, 0] = best
+            continue
+        target = out[o, c, first:first + width]
+        target[:] = block[0, first:first + width]
+        for j in range(1, block.shape[0]):
+            row = block[j, first:first + width]
+            for k in range(width):
+                if row[k] > target[k] or math.isnan(row[k]):
+                    target[k] = row[k]
+
+
+@parallel_cpu_kernel
+def amin_chunks(x, chunk, out):
+    """out[o, c, i] = min of x[o, c * chunk:(c + 1) * chunk, i], NaN if any is NaN; as `amax_chunks`."""
+    reduced, inner = x.shape[1], x.shape[2]
+    chunks = out.shape[1]
+    blocks = (inner + BLOCK - 1) // BLOCK
+    for item in prange(x.shape[0] * chunks * blocks):
+        o, c, start, stop, first, width = _item_position(item, chunks, blocks, chunk, reduced, inner)
+        block = x[o, start:stop]
+        if inner == 1:
+            best = block[0, 0]
+            for j in range(1, block.shape[0]):
+                value = block[j, 0]
+                if value < best or math.isnan(value):
+                    best = value
+            out[o, c, 0] = best
+            continue
+        target = out[o, c, first:first + width]
+        target[:] = block[0, first:first + width]
+        for j in range(1, block.shape[0]):
+            row = block[j, first:first + width]
+            for k in range(width):
+                if row[k] < target[k] or math.isnan(row[k]):
+                    target[k] = row[k]
+
+
+@parallel_cpu_kernel
+def max_with_indices(x, values, indices):
+    """values[o, i] = max over j of x[o, j, i] and indices[o, i] its first j; a NaN wins (the first NaN).
+
+    x: (outer, reduced >= 1, inner) float32/float64/int64 C-contiguous; values (outer, inner) x's dtype;
+    indices (outer, inner) int64.
+    """
+    reduced, inner = x.shape[1], x.shape[2]
+    blocks = (inner + BLOCK - 1) // BLOCK
+    for item in prange(x.shape[0] * blocks):
+        o, _, _, _, first, width = _item_position(item, 1, blocks, reduced, reduced, inner)
+        block = x[o]
+        if inner == 1:
+            best = block[0, 0]
+            chosen = 0
+            for j in range(1, reduced):
+                value = block[j, 0]
+                # Strictly greater keeps the first of ties; a NaN replaces anything but an earlier NaN.
+                if value > best or (math.isnan(value) and not math.isnan(best)):
+                    best = value
+                    chosen = j
+            values[o, 0] = best
+            indices[o, 0] = chosen
+            continue
+        best_values = values[o, first:first + width]
+        chosen = indices[o, first:first + width]
+        best_values[:] = block[0, first:first + width]
+        chosen[:] = 0
+        for j in range(1, reduced):
+            row = block[j, first:first + width]
+            for k in range(width):
+                if row[k] > best_values[k] or (math.isnan(row[k]) and not math.isnan(best_values[k])):
+                    best_values[k] = row[k]
+                    chosen[k] = j
+
+
+@parallel_cpu_kernel
+def min_with_indices(x, values, indices):
+    """values[o, i] = min over j of x[o, j, i] and indices[o, i] its first j; as `max_with_indices`."""
+    reduced, inner = x.shape[1], x.shape[2]
+    blocks = (inner + BLOCK - 1) // BLOCK
+    for item in prange(x.shape[0] * blocks):
+        o, _, _, _, first, width = _item_position(item, 1, blocks, reduced, reduced, inner)
+        block = x[o]
+        if inner == 1:
+            best = block[0, 0]
+            chosen = 0
+            for j in range(1, reduced):
+                value = block[j, 0]
+                if value < best or (math.isnan(value) and not math.isnan(best)):
+                    best = value
+                    chosen = j
+            values[o, 0] = best
+            indices[o, 0] = chosen
+            continue
+        best_values = values[o, first:first + width]
+        chosen = indices[o, first:first + width]
+        best_values[:] = block[0, first:first + width]
+        chosen[:] = 0
+        for j in range(1, reduced):
+            row = block[j, first:first + width]
+            for k in range(width):
+                if row[k] < best_values[k] or (math.isnan(row[k]) and not math.isnan(best_values[k])):
+                    best_values[k] = row[k]
+                    chosen[k] = j
+
+
+@parallel_cpu_kernel
+def index_backward(grad_output, indices, grad_input):
+    """grad_input[o, j, i] = grad_output[o, i] where j == indices[o, i], else 0 (max/min along a dim).
+
+    grad_output (outer, inner) and indices (outer, inner) int64; grad_input (outer, reduced, inner)
+    C-contiguous. Each output row is gathered independently.
+    """
+    reduced = grad_input.shape[1]
+    for row in prange(grad_input.shape[0] * reduced):
+        o = row // reduced
+        j = row - o * reduced
+        target = grad_input[o, j]
+        gradient = grad_output[o]
+        chosen = indices[o]
+        for i in range(target.shape[0]):
+            target[i] = gradient[i] if chosen[i] == j else 0.0
+
+
+@parallel_cpu_kernel
+def variance(x, correction, mean, out):
+    """out[o, i] = sum over j of (x[o, j, i] - mean[o, i]) ** 2 / max(0, reduced - correction).
+
+    x: (outer, reduced, inner) float32/float64 C-contiguous; mean and out (outer, inner) of x's dtype. Two
+    passes in float64, the mean refined by the mean deviation, so constant data gives exactly 0.
+    """
+    reduced, inner = x.shape[1], x.shape[2]
+    blocks = (inner + BLOCK - 1) // BLOCK
+    degrees = max(0.0, reduced - correction)
+    for item in prange(x.shape[0] * blocks):
+        o, _, _, _, first, width = _item_position(item, 1, blocks, reduced, reduced, inner)
+        block = x[o]
+        if inner == 1:
+            total = 0.0
+            for j in range(reduced):
+                total += block[j, 0]
+            average = total / reduced
+            total = 0.0
+            for j in range(reduced):
+                total += block[j, 0] - average
+            # The rounding error of the first mean, removed: sum(x - mean) / n is exactly 0 for exact means.
+            average += total / reduced
+            total = 0.0
+            for j in range(reduced):
+                difference = block[j, 0] - average
+                total += difference * difference
+            mean[o, 0] = average
+            out[o, 0] = total / degrees
+            continue
+        center = np.zeros(width)
+        deviation = np.zeros(width)
+        for j in range(reduced):
+            row = block[j, first:first + width]
+            for k in range(width):
+                center[k] += row[k]
+        for k in range(width):
+            center[k] /= reduced
+        for j in range(reduced):
+            row = block[j, first:first + width]
+            for k in range(width):
+                deviation[k] += row[k] - center[k]
+        for k in range(width):
+            center[k] += deviation[k] / reduced
+            deviation[k] = 0.0
+        for j in range(reduced):
+            row = block[j, first:first + width]
+            for k in range(width):
+                difference = row[k] - center[k]
+                deviation[k] += difference * difference
+        mean_row = mean[o, first:first + width]
+        out_row = out[o, first:first + width]
+        for k in range(width):
+            mean_row[k] = center[k]
+            out_row[k] = deviation[k] / degrees
+
+
+@parallel_cpu_kernel
+def prod_backward(grad_output, x, result, grad_input):
+    """d prod(x) / dx_j = product of the other elements: result / x_j without zeros; with one zero, the
+    product of the others at the zero and 0 elsewhere; with two or more zeros 0 everywhere.
+
+    grad_output, result: (outer, inner); x, grad_input: (outer, reduced, inner) C-contiguous float.
+    """
+    reduced, inner = x.shape[1], x.shape[2]
+    for slot in prange(x.shape[0] * inner):
+        o = slot // inner
+        i = slot - o * inner
+        block = x[o]
+        target = grad_input[o]
+        zeros = 0
+        others = 1.0
+        for j in range(reduced):
+            value = block[j, i]
+            if value == 0:
+                zeros += 1
+            else:
+                others *= value
+        gradient = grad_output[o, i]
+        total = result[o, i]
+        for j in range(reduced):
+            value = block[j, i]
+            if zeros == 0:
+                target[j, i] = gradient * (total / value)
+            elif zeros == 1 and value == 0:
+                target[j, i] = gradient * others
+            else:
+                target[j, i] = 0.0
+
+
+@parallel_cpu_kernel
+def divide_into(accumulator, divisor, out):
+    """out = accumulator / divisor, cast to out's dtype (finishes float32 sums and means); 1-D arrays."""
+    for index in prange(out.shape[0]):
+        out[index] = accumulator[index] / divisor
