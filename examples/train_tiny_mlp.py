@@ -1,4 +1,4 @@
-"""Train a two-layer network on two interleaved spirals with plain tensors and SGD; prints the loss falling."""
+"""Train a three-layer ReLU network on two interleaved spirals with plain tensors and SGD; prints the loss falling."""
 
 import math
 import time
@@ -13,7 +13,7 @@ def spirals(points_per_class, generator):
     radius = np.linspace(0.2, 1.0, points_per_class)
     features, labels = [], []
     for label in (0, 1):
-        angle = np.linspace(0, 3 * math.pi, points_per_class) + label * math.pi
+        angle = np.linspace(0, 2 * math.pi, points_per_class) + label * math.pi
         angle += generator.normal(0, 0.15, points_per_class)
         features.append(np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1))
         labels.append(np.full(points_per_class, label))
@@ -40,8 +40,8 @@ def main(steps=600, hidden=64, learning_rate=0.5):
 
     start = time.perf_counter()
     for step in range(steps + 1):
-        hidden_one = (inputs @ first_weight + first_bias).tanh()
-        hidden_two = (hidden_one @ second_weight + second_bias).tanh()
+        hidden_one = (inputs @ first_weight + first_bias).relu()
+        hidden_two = (hidden_one @ second_weight + second_bias).relu()
         logits = hidden_two @ third_weight + third_bias
         loss = -logits.log_softmax(dim=1)[rows, targets].mean()  # cross-entropy
         for parameter in parameters:
