@@ -8,8 +8,9 @@ the same serially and in parallel, so results are bit-identical on any thread co
 """
 
 import numpy as np
-from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 from numba import prange
+
+from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 
 
 @cpu_kernel

@@ -8,8 +8,9 @@ oversubscribe the cores.
 """
 
 import numpy as np
-from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 from numba import prange
+
+from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 
 
 @cpu_kernel

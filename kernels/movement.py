@@ -6,8 +6,9 @@ input position`, so the forward is a gather and the backward sums, per input ele
 every output element that read it.
 """
 
-from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 from numba import prange
+
+from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 
 
 @parallel_cpu_kernel

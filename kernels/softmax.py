@@ -9,8 +9,9 @@ between the serial and parallel variants. Sums accumulate in float64 even for fl
 
 import math
 
-from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 from numba import prange
+
+from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 
 # ------------------------------------------------------------------------------------------- one row
 

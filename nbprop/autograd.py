@@ -1,5 +1,6 @@
 """The tape: Function nodes with their Context, gradient mode, and the iterative backward pass."""
 
+import functools
 import threading
 
 from nbprop.tensor import Tensor
@@ -22,44 +23,71 @@ def is_grad_enabled():
     return _grad_mode.enabled
 
 
-class set_grad_enabled:
-    """Context manager (and decorator) that turns recording on or off, restoring the old mode on exit."""
+class _ModeGuard:
+    """A context manager and decorator that records (or not) inside it and restores the mode after."""
+
+    _mode = True
+
+    def __new__(cls, function=None):
+        guard = super().__new__(cls)
+        # `@no_grad` without parentheses decorates directly, as in PyTorch.
+        return guard if function is None else guard(function)
+
+    def __enter__(self):
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = self._mode
+        return self
+
+    def __exit__(self, *exc_info):
+        _grad_mode.enabled = self._previous
+
+    def __call__(self, function):
+        mode = self._mode
+
+        @functools.wraps(function)
+        def decorated(*args, **kwargs):
+            previous = _grad_mode.enabled
+            _grad_mode.enabled = mode
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _grad_mode.enabled = previous
+
+        return decorated
+
+
+class no_grad(_ModeGuard):
+    """Do not record operations: for evaluation and for optimizer updates."""
+
+    _mode = False
+
+
+class enable_grad(_ModeGuard):
+    """Record operations, even inside `no_grad`."""
+
+    _mode = True
+
+
+class set_grad_enabled(_ModeGuard):
+    """Turn recording on or off now (PyTorch: a function as well as a context manager and decorator).
+
+    Used with `with` or as a decorator, the previous mode comes back on exit.
+    """
+
+    def __new__(cls, mode):
+        return object.__new__(cls)
 
     def __init__(self, mode):
-        self.previous = _grad_mode.enabled
-        _grad_mode.enabled = bool(mode)
+        self._mode = bool(mode)
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = self._mode
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        _grad_mode.enabled = self.previous
-
     def __call__(self, function):
-        mode = _grad_mode.enabled
-        _grad_mode.enabled = self.previous
-
-        def decorated(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return function(*args, **kwargs)
-
-        decorated.__name__ = function.__name__
-        decorated.__doc__ = function.__doc__
-        return decorated
-
-
-class no_grad(set_grad_enabled):
-    """Do not record operations: for evaluation and for optimizer updates."""
-
-    def __init__(self):
-        super().__init__(False)
-
-
-class enable_grad(set_grad_enabled):
-    """Record operations, even inside `no_grad`."""
-
-    def __init__(self):
-        super().__init__(True)
+        _grad_mode.enabled = self._previous  # decorating must not change the mode of the caller
+        return super().__call__(function)
 
 
 class Context:

@@ -1,6 +1,8 @@
 """The `nbprop.<op>(tensor, ...)` forms of the Tensor methods, with PyTorch's signatures."""
 
-from nbprop.ops import elementwise, matmul as _matmul, movement, reduce, softmax as _softmax
+from nbprop.ops import elementwise, movement, reduce
+from nbprop.ops import matmul as _matmul
+from nbprop.ops import softmax as _softmax
 from nbprop.tensor import Tensor
 
 # Unary and binary math: the ops' own functions take PyTorch's arguments.

@@ -16,8 +16,8 @@ class Tensor:
     gradient of a leaf after `backward()`; `grad_fn` is the tape node that produced a non-leaf tensor.
     """
 
-    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_index", "_version_counter", "device",
-                 "__weakref__")
+    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_index", "_version_counter", "_is_view",
+                 "device", "__weakref__")
     __array_priority__ = 1000  # NumPy scalars and arrays defer to Tensor's reflected operators
 
     def __init__(self, data, dtype=None, requires_grad=False):
@@ -30,18 +30,28 @@ class Tensor:
         self.grad_fn = None
         self._output_index = 0
         self._version_counter = [0]
+        self._is_view = False
         self.device = "cpu"
 
     @staticmethod
     def _make(array, version_counter=None, device="cpu"):
-        """Wrap a device array without copying or checking (the ops' fast path)."""
+        """Wrap a device array without copying or checking (the ops' fast path).
+
+        A view of another tensor's storage passes that tensor's `version_counter`, so that in-place changes
+        through either are seen by both.
+        """
         tensor = _new(Tensor)
         tensor._data = array
         tensor.requires_grad = False
         tensor.grad = None
         tensor.grad_fn = None
         tensor._output_index = 0
-        tensor._version_counter = [0] if version_counter is None else version_counter
+        if version_counter is None:
+            tensor._version_counter = [0]
+            tensor._is_view = False
+        else:
+            tensor._version_counter = version_counter
+            tensor._is_view = True
         tensor.device = device
         return tensor
 
@@ -407,25 +417,25 @@ class Tensor:
     # --------------------------------------------------------------- in place (optimizers, initialisers)
 
     def add_(self, other, alpha=1):
-        return elementwise.in_place(self, self.add(other, alpha), "add_")
+        return inplace.in_place(self, self.add(other, alpha), "add_")
 
     def sub_(self, other, alpha=1):
-        return elementwise.in_place(self, self.sub(other, alpha), "sub_")
+        return inplace.in_place(self, self.sub(other, alpha), "sub_")
 
     def mul_(self, other):
-        return elementwise.in_place(self, self.mul(other), "mul_")
+        return inplace.in_place(self, self.mul(other), "mul_")
 
     def div_(self, other):
-        return elementwise.in_place(self, self.div(other), "div_")
+        return inplace.in_place(self, self.div(other), "div_")
 
     def clamp_(self, min=None, max=None):  # noqa: A002 - PyTorch's argument names
-        return elementwise.in_place(self, self.clamp(min, max), "clamp_")
+        return inplace.in_place(self, self.clamp(min, max), "clamp_")
 
     def copy_(self, source):
-        return elementwise.in_place(self, elementwise.copy_source(self, source), "copy_")
+        return inplace.in_place(self, inplace.copy_source(self, source), "copy_")
 
     def fill_(self, value):
-        return elementwise.in_place(self, elementwise.copy_source(self, value), "fill_")
+        return inplace.in_place(self, inplace.copy_source(self, value), "fill_")
 
     def zero_(self):
         return self.fill_(0)
@@ -558,4 +568,4 @@ def _wrap_dim(dim, ndim, op):
 
 # The ops import Tensor from this module, so they come after it.
 from nbprop import autograd  # noqa: E402
-from nbprop.ops import broadcast, elementwise, indexing, matmul, movement, reduce, softmax  # noqa: E402
+from nbprop.ops import broadcast, elementwise, indexing, inplace, matmul, movement, reduce, softmax  # noqa: E402

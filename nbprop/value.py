@@ -302,7 +302,7 @@ class Value:
 
 
 # The compiled replay and the scalar nn build on Value; they are part of this module's public face.
-from nbprop.value_compile import Program, compile
-from nbprop.value_nn import MLP, Layer, Module, Neuron
+from nbprop.value_compile import Program, compile  # noqa: E402
+from nbprop.value_nn import MLP, Layer, Module, Neuron  # noqa: E402
 
 __all__ = ["MLP", "Layer", "Module", "Neuron", "Program", "Tape", "Value", "compile", "current_tape"]

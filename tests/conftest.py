@@ -20,7 +20,8 @@ def pytest_collection_modifyitems(config, items):
         import torch  # noqa: F401
     except ImportError:
         if os.environ.get("NBPROP_REQUIRE_TORCH") == "1":
-            raise pytest.UsageError("NBPROP_REQUIRE_TORCH=1 but torch is not installed (pip install -e .[test])")
+            message = "NBPROP_REQUIRE_TORCH=1 but torch is not installed (pip install -e .[test])"
+            raise pytest.UsageError(message) from None
         skip = pytest.mark.skip(reason="PyTorch oracle not installed (pip install -e .[test])")
         for item in items:
             if "torch" in item.keywords:

@@ -379,8 +379,6 @@ def test_grad_modes_as_decorators():
     assert without.__name__ == "without"
 
 
-@pytest.mark.xfail(strict=True, reason="autograd.py: set_grad_enabled/no_grad change the mode in __init__, so "
-                   "creating a no_grad() object without entering it turns recording off (PyTorch: only __enter__)")
 def test_creating_a_no_grad_object_does_not_change_the_mode():
     guard = nbprop.no_grad()
     try:
@@ -392,8 +390,6 @@ def test_creating_a_no_grad_object_does_not_change_the_mode():
         autograd._grad_mode.enabled = True
 
 
-@pytest.mark.xfail(strict=True, reason="autograd.py: no_grad cannot be used as a bare decorator (@no_grad "
-                   "without parentheses), which PyTorch allows", raises=TypeError)
 def test_no_grad_as_a_bare_decorator():
     @nbprop.no_grad
     def double(tensor):

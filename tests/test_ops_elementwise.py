@@ -404,7 +404,9 @@ NAN, INF = np.nan, np.inf
 
 SPECIAL_CASES = {
     # name: (expression on (x,) or (x, y), arrays)
-    "pow at base 0": (lambda x, y: x ** y, [[0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 2.0], [2.0, 0.0, 0.5, 1.0, -1.0, 0.5, 0.0]]),
+    "pow at base 0": (
+        lambda x, y: x ** y, [[0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 2.0], [2.0, 0.0, 0.5, 1.0, -1.0, 0.5, 0.0]]
+    ),
     "maximum ties and NaN": (nbprop.maximum, [[1.0, 2.0, NAN, 1.0, -0.0], [1.0, 3.0, 1.0, NAN, 0.0]]),
     "minimum ties and NaN": (nbprop.minimum, [[1.0, 2.0, NAN, 1.0, -0.0], [1.0, 3.0, 1.0, NAN, 0.0]]),
     "relu at 0 and NaN": (nbprop.relu, [[0.0, -0.0, 1.0, -1.0, NAN, INF]]),

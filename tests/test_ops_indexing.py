@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from nbprop.kernels._jit import PARALLEL_THRESHOLD
 
 import nbprop
 from nbprop.backend import DEVICES
+from nbprop.kernels._jit import PARALLEL_THRESHOLD
 from nbprop.ops import indexing
 from tests.helpers import arrays, assert_close, leaf, nonempty_shapes, shapes, to_torch
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nbprop.kernels._jit import PARALLEL_THRESHOLD
 
 import nbprop
 from nbprop.backend import DEVICES
+from nbprop.kernels._jit import PARALLEL_THRESHOLD
 from nbprop.ops import movement
 from tests.helpers import arrays, assert_close, leaf, shapes, to_torch
 

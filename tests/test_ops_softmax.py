@@ -7,9 +7,9 @@ import pytest
 import scipy.special
 from hypothesis import given
 from hypothesis import strategies as st
-from nbprop.kernels import softmax as kernels
 
 import nbprop
+from nbprop.kernels import softmax as kernels
 from nbprop.ops.softmax import log_softmax, logsumexp, softmax
 from tests.helpers import arrays, assert_close, leaf, nonempty_shapes, shapes, to_torch
 

@@ -267,7 +267,7 @@ def test_truncate_reuses_memory_and_rejects_dropped_values():
         weight = Value(0.5)
     parameters = len(tape)
     capacities = set()
-    for step in range(5):
+    for _step in range(5):
         with tape.scope():
             loss = (weight * 3.0 - 1.0) ** 2
             loss.backward()

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from nbprop import dtypes
-from nbprop.autograd import Function, is_grad_enabled
+from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.ops.broadcast import broadcast_shapes, expand
 from nbprop.tensor import Tensor
@@ -22,7 +22,7 @@ def _map(name, first, *others, dtype=None):
     return Tensor._make(out, None, first.device)
 
 
-def _scalar_tensor(value, dtype, shape):
+def scalar_tensor(value, dtype, shape):
     """A Python number as a read-only stride-0 tensor of `shape`: no copy, no gradient."""
     return Tensor._make(np.ndarray(shape, dtype, np.array(value, dtype), 0, (0,) * len(shape)))
 
@@ -42,10 +42,10 @@ def _operands(a, b, op):
             return a, b
         if isinstance(b, numbers.Number):
             dtype = dtypes.promote_scalar(a._data.dtype, b)
-            return a.to(dtype), _scalar_tensor(b, dtype, a._data.shape)
+            return a.to(dtype), scalar_tensor(b, dtype, a._data.shape)
     elif b.__class__ is Tensor and isinstance(a, numbers.Number):
         dtype = dtypes.promote_scalar(b._data.dtype, a)
-        return _scalar_tensor(a, dtype, b._data.shape), b.to(dtype)
+        return scalar_tensor(a, dtype, b._data.shape), b.to(dtype)
     raise TypeError(f"{op}: unsupported operand types {type(a).__name__} and {type(b).__name__}")
 
 
@@ -388,76 +388,3 @@ def cast(x, dtype):
 
 def clone(x):
     return Clone.apply(x)
-
-
-class Overwrite(Function):
-    """`target.copy_(source)` / `fill_`: the values come from source; target's old values get a zero gradient."""
-
-    @staticmethod
-    def forward(ctx, target, source):
-        return Tensor._make(DEVICES[source.device].copy(source._data), device=source.device)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        # Zeros, not None, for the overwritten values: PyTorch's CopyBackwards and FillBackward do the same.
-        overwritten = Tensor._make(DEVICES[grad_output.device].zeros(grad_output.shape, grad_output.dtype),
-                                   device=grad_output.device)
-        return overwritten if ctx.needs_input_grad[0] else None, grad_output if ctx.needs_input_grad[1] else None
-
-
-def copy_source(target, source):
-    """What `target.copy_(source)` / `fill_(value)` writes: `source` cast to target's dtype and broadcast."""
-    if isinstance(source, Tensor):
-        if source.dtype.kind == "f" and target.dtype.kind != "f":
-            raise RuntimeError(f"copy_: cannot copy a {source.dtype} tensor into a {target.dtype} tensor")
-        source = expand(source.to(target.dtype), target.shape)
-    elif isinstance(source, numbers.Number):
-        source = _scalar_tensor(source, target.dtype, target.shape)
-    else:
-        raise TypeError(f"copy_/fill_: expects a Tensor or a number, got {type(source).__name__}")
-    # A new node even when nothing is cast or broadcast, so that target gets a grad_fn of its own that cuts
-    # the gradient to its old values (also when the new values are constants).
-    return Overwrite.apply(target, source)
-
-
-def _keep_old_values(node, target):
-    """Let `node` keep a copy of `target`'s values where it saved them, since they are about to be overwritten.
-
-    The gradients of mul_, div_, clamp_ ... need the values before the write (PyTorch saves `original_self`).
-    """
-    counter = target._version_counter
-    if not any(saved is not None and saved._version_counter is counter for saved in node._saved):
-        return
-    node._saved = tuple(
-        Tensor._make(DEVICES[saved.device].copy(saved._data), device=saved.device)
-        if saved is not None and saved._version_counter is counter else saved
-        for saved in node._saved
-    )
-    node._saved_versions = tuple(None if saved is None else saved._version_counter[0] for saved in node._saved)
-
-
-def in_place(target, result, op):
-    """Write `result` into `target`'s storage, bump its version and let `target` take result's tape node."""
-    if result.shape != target.shape:
-        raise RuntimeError(f"{op}: the result has shape {tuple(result.shape)} but the tensor written to has "
-                           f"shape {tuple(target.shape)}; in-place ops cannot broadcast the output")
-    if is_grad_enabled() and target.grad_fn is None and target.requires_grad:
-        raise RuntimeError(f"{op}: a leaf tensor that requires grad (shape {tuple(target.shape)}) cannot be "
-                           "changed in place; wrap the update in `with nbprop.no_grad():`")
-    if result.dtype.kind == "f" and target.dtype.kind != "f":
-        raise RuntimeError(f"{op}: the {result.dtype} result cannot be written into a {target.dtype} tensor")
-    data = target._data
-    if not data.flags.writeable or any(
-        stride == 0 and size > 1 for stride, size in zip(data.strides, data.shape)
-    ):
-        raise RuntimeError(f"{op}: the tensor written to is an expanded view in which several elements share "
-                           "one memory location; clone() it first")
-    if result.grad_fn is not None and result.grad_fn._saved:
-        _keep_old_values(result.grad_fn, target)
-    data[...] = result._data
-    target._version_counter[0] += 1
-    if result.grad_fn is not None:
-        target.grad_fn = result.grad_fn
-        target._output_index = result._output_index
-        target.requires_grad = True
-    return target

@@ -11,10 +11,11 @@ import numbers
 
 import numpy as np
 
-from nbprop.autograd import Function, is_grad_enabled
+from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.ops import movement
 from nbprop.ops.broadcast import expand
+from nbprop.ops.inplace import check_writable
 from nbprop.tensor import Tensor
 
 
@@ -275,13 +276,7 @@ def setitem(x, key, value):
         raise RuntimeError(f"setitem: shape mismatch: value tensor of shape {list(value.shape)} cannot be "
                            f"broadcast to indexing result of shape {list(indexed_shape)}")
     value = expand(value, indexed_shape)
-    if is_grad_enabled() and x.grad_fn is None and x.requires_grad:
-        raise RuntimeError(f"setitem: a leaf tensor that requires grad (shape {tuple(x.shape)}) cannot be "
-                           "changed in place; wrap the update in `with nbprop.no_grad():`")
-    data = x._data
-    if not data.flags.writeable or any(stride == 0 and size > 1 for stride, size in zip(data.strides, data.shape)):
-        raise RuntimeError("setitem: the tensor written to is an expanded view in which several elements share "
-                           "one memory location; clone() it first")
+    check_writable(x, "setitem", value.requires_grad)
     result = IndexPut.apply(x, value, basic, advanced)
     if result.grad_fn is not None:
         x.grad_fn = result.grad_fn
