@@ -9,7 +9,7 @@ import importlib
 
 import numpy as np
 
-from nbprop.kernels._jit import PARALLEL_THRESHOLD
+from nbprop.kernels._jit import PARALLEL_THRESHOLD, ParallelKernel
 
 # Kernel families, in `kernels/`; a kernel's name is unique across all of them.
 FAMILIES = (
@@ -80,9 +80,14 @@ class CpuDevice:
         kernel.parallel(*[_as_rows(a) if a.__class__ is np.ndarray else a for a in arguments])
         return out
 
-    def call(self, name, *arguments):
-        """Run any other kernel; a parallel kernel picks its variant by the size of its last argument."""
-        return self.kernel(name)(*arguments)
+    def call(self, name, *arguments, work=None):
+        """Run any other kernel. A parallel kernel picks its serial or threaded variant by `work`, the number
+        of elements it touches (default: the size of its last argument, the output); pass 0 to force serial.
+        """
+        kernel = self._kernels.get(name) or self.kernel(name)
+        if kernel.__class__ is ParallelKernel:
+            kernel = kernel.for_size(arguments[-1].size if work is None else work)
+        return kernel(*arguments)
 
     @staticmethod
     def empty(shape, dtype):
@@ -98,8 +103,8 @@ class CpuDevice:
 
     @staticmethod
     def asarray(data, dtype=None):
-        """A contiguous array of `data` on this device (copied only if needed)."""
-        return np.ascontiguousarray(data, dtype)
+        """A C-contiguous array of `data` on this device, of the same shape (copied only if needed)."""
+        return np.asarray(data, dtype=dtype, order="C")
 
     @staticmethod
     def copy(array):

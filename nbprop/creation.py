@@ -45,8 +45,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         inferred = kinds.get(data.dtype.kind)
     if inferred is None:
         raise TypeError(f"tensor: cannot make a tensor from data of NumPy dtype {data.dtype}")
-    # The device's asarray returns at least one dimension (np.ascontiguousarray does): keep 0-d data 0-d.
-    array = get_device(device).asarray(data, _dtype(dtype, inferred)).reshape(data.shape)
+    array = get_device(device).asarray(data, _dtype(dtype, inferred))
     if array is data or np.shares_memory(array, data):
         array = array.copy()
     return _finish(array, requires_grad, device)

@@ -159,9 +159,8 @@ class Program:
         chunks = min(batch, MAX_CHUNKS)
         values_scratch = self._scratch_arrays(chunks)[0]
         results = np.empty((batch, self.n_outputs))
-        kernel = backend.cpu.kernel("replay_forward").for_size(batch * len(self))
-        kernel(self._codes, self._lefts, self._rights, self._constants, self._outputs, fixed_values, rows,
-               values_scratch, results)
+        backend.cpu.call("replay_forward", self._codes, self._lefts, self._rights, self._constants, self._outputs,
+                         fixed_values, rows, values_scratch, results, work=batch * len(self))
         result = self._shape_outputs(results, one_sample)
         return float(result) if result.ndim == 0 else result
 
@@ -190,9 +189,9 @@ class Program:
         values_scratch, grads_scratch, partials = self._scratch_arrays(chunks)
         results = np.empty((batch, self.n_outputs))
         input_grads = np.empty((batch, self.n_inputs))
-        kernel = backend.cpu.kernel("replay_gradients").for_size(batch * len(self))
-        kernel(self._codes, self._lefts, self._rights, self._constants, self._outputs, fixed_values, rows, seeds,
-               values_scratch, grads_scratch, partials, results, input_grads)
+        backend.cpu.call("replay_gradients", self._codes, self._lefts, self._rights, self._constants,
+                         self._outputs, fixed_values, rows, seeds, values_scratch, grads_scratch, partials, results,
+                         input_grads, work=batch * len(self))
         if self._captured.size:
             tape = self._tape
             tape._flush()

@@ -7,7 +7,7 @@ from nbprop.tensor import Tensor
 
 
 def broadcast_shapes(first, second, op):
-    """NumPy's broadcast of two shapes; a ValueError naming `op` and both shapes if they do not broadcast."""
+    """NumPy's broadcast of two shapes; a RuntimeError (as in PyTorch) naming `op` and both shapes otherwise."""
     if first == second:
         return first
     length = max(len(first), len(second))
@@ -20,7 +20,7 @@ def broadcast_shapes(first, second, op):
         elif size_a == 1:
             shape.append(size_b)
         else:
-            raise ValueError(f"{op}: shapes {tuple(first)} and {tuple(second)} cannot be broadcast together")
+            raise RuntimeError(f"{op}: shapes {tuple(first)} and {tuple(second)} cannot be broadcast together")
     return tuple(shape)
 
 
@@ -38,19 +38,19 @@ def expanded_view(array, shape):
 def _checked_shape(shape, input_shape):
     lead = len(shape) - len(input_shape)
     if lead < 0:
-        raise ValueError(f"expand: the target shape {tuple(shape)} has fewer dimensions than the tensor's "
+        raise RuntimeError(f"expand: the target shape {tuple(shape)} has fewer dimensions than the tensor's "
                          f"{tuple(input_shape)}")
     resolved = list(shape)
     for index, size in enumerate(shape):
         if index < lead:
             if size < 0:
-                raise ValueError(f"expand: -1 is not allowed for the new leading dimension {index} in {tuple(shape)}")
+                raise RuntimeError(f"expand: -1 is not allowed for the new leading dimension {index} in {tuple(shape)}")
             continue
         current = input_shape[index - lead]
         if size == -1:
             resolved[index] = current
         elif size != current and current != 1:
-            raise ValueError(f"expand: the tensor of shape {tuple(input_shape)} cannot be expanded to "
+            raise RuntimeError(f"expand: the tensor of shape {tuple(input_shape)} cannot be expanded to "
                              f"{tuple(shape)} (dimension {index}: size {current} is not 1)")
     return tuple(resolved)
 

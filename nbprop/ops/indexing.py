@@ -199,9 +199,8 @@ def index_add(values, positions, shape, covered=None):
     out = device.zeros(shape, values.dtype)
     rows_of_values = device.asarray(values._data).reshape(count, inner)
     # The work is the number of values, not the size of the output: choose the variant by it.
-    device.kernel("index_add_segments").for_size(count * inner)(
-        rows_of_values, order, positions, segment_starts, segment_count, out.reshape(rows, inner)
-    )
+    device.call("index_add_segments", rows_of_values, order, positions, segment_starts, segment_count,
+                out.reshape(rows, inner), work=count * inner)
     return Tensor._make(out, device=values.device)
 
 

@@ -23,16 +23,6 @@ _CHUNK_ELEMENTS = 16384
 _PARALLEL_WORK = 1 << 16
 
 
-def _launch(device, name, work, *arguments):
-    """Run kernel `name`; a parallel CPU kernel picks its variant by `work`, the elements it reads.
-
-    Pass 0 as `work` where the kernel has a single independent output: threads would only wait.
-    """
-    kernel = device.kernel(name)
-    for_size = getattr(kernel, "for_size", None)
-    (kernel if for_size is None else for_size(work))(*arguments)
-
-
 def _work(folded):
     """The work by which a kernel over a folded (outer, reduced, inner) array picks its variant."""
     return folded.size if folded.shape[0] * folded.shape[2] > 1 else 0
@@ -90,10 +80,10 @@ def _reduce_3d(device, name, array, out_dtype):
     if outer * inner < _FEW_OUTPUTS and array.size >= _PARALLEL_WORK:
         chunk = builtins.max(_CHUNK_ELEMENTS // inner, 1)
         partial = device.empty((outer, -(-reduced // chunk), inner), out_dtype)
-        _launch(device, name, array.size, array, chunk, partial)
+        device.call(name, array, chunk, partial, work=array.size)
         array, reduced = partial, partial.shape[1]
     out = device.empty((outer, 1, inner), out_dtype)
-    _launch(device, name, array.size if outer * inner > 1 else 0, array, builtins.max(reduced, 1), out)
+    device.call(name, array, builtins.max(reduced, 1), out, work=array.size if outer * inner > 1 else 0)
     return out.reshape(outer, inner)
 
 
@@ -177,7 +167,7 @@ class Sum(Function):
         if divisor == 1 and accumulator.dtype == dtype:
             return _wrap(accumulator, shape, x.device)
         out = device.empty(accumulator.size, dtype)
-        _launch(device, "divide_into", out.size, accumulator.reshape(-1), float(divisor), out)
+        device.call("divide_into", accumulator.reshape(-1), float(divisor), out, work=out.size)
         return _wrap(out, shape, x.device)
 
     @staticmethod
@@ -207,8 +197,8 @@ class Prod(Function):
         folded = _fold(x, ctx.dims)
         grad_input = device.empty(folded.shape, folded.dtype)
         outer, inner = folded.shape[0], folded.shape[2]
-        _launch(device, "prod_backward", folded.size, device.asarray(grad_output._data).reshape(outer, inner),
-                folded, result._data.reshape(outer, inner), grad_input)
+        device.call("prod_backward", device.asarray(grad_output._data).reshape(outer, inner),
+                folded, result._data.reshape(outer, inner), grad_input, work=folded.size)
         return Tensor._make(_unfold(grad_input, ctx.input_shape, ctx.dims), device=x.device), None, None
 
 
@@ -283,7 +273,7 @@ class ExtremeAlongDim(Function):
         outer, inner = folded.shape[0], folded.shape[2]
         values = device.empty((outer, inner), folded.dtype)
         indices = device.empty((outer, inner), dtypes.int64)
-        _launch(device, name, _work(folded), folded, values, indices)
+        device.call(name, folded, values, indices, work=_work(folded))
         ctx.folded_shape = folded.shape
         indices = _wrap(indices, shape, x.device)
         ctx.save_for_backward(indices)
@@ -295,8 +285,8 @@ class ExtremeAlongDim(Function):
         device = DEVICES[grad_values.device]
         outer, _, inner = ctx.folded_shape
         grad_input = device.empty(ctx.folded_shape, grad_values.dtype)
-        _launch(device, "index_backward", grad_input.size, device.asarray(grad_values._data).reshape(outer, inner),
-                indices._data.reshape(outer, inner), grad_input)
+        device.call("index_backward", device.asarray(grad_values._data).reshape(outer, inner),
+                indices._data.reshape(outer, inner), grad_input, work=grad_input.size)
         return Tensor._make(grad_input.reshape(ctx.input_shape), device=grad_values.device), None, None, None
 
 
@@ -383,7 +373,7 @@ class Variance(Function):
         outer, reduced, inner = folded.shape
         center = device.empty((outer, inner), folded.dtype)
         out = device.empty((outer, inner), folded.dtype)
-        _launch(device, "variance", _work(folded), folded, float(correction), center, out)
+        device.call("variance", folded, float(correction), center, out, work=_work(folded))
         if root:
             device.map("sqrt", out, out)
         result = _wrap(out, shape, x.device)
@@ -455,7 +445,7 @@ def _arg_extreme(x, dim, keepdim, op):
     outer, inner = folded.shape[0], folded.shape[2]
     values = device.empty((outer, inner), folded.dtype)
     indices = device.empty((outer, inner), dtypes.int64)
-    _launch(device, op[3:] + "_with_indices", _work(folded), folded, values, indices)
+    device.call(op[3:] + "_with_indices", folded, values, indices, work=_work(folded))
     return _wrap(indices, shape, x.device)
 
 
