@@ -7,7 +7,8 @@ import numpy as np
 from nbprop import dtypes
 from nbprop.backend import get as get_device
 from nbprop.random import generator
-from nbprop.tensor import Tensor, _shape_arguments
+from nbprop.tensor import Tensor
+from nbprop.tensor_operators import shape_arguments
 
 
 def _finish(array, requires_grad, device="cpu"):
@@ -72,7 +73,7 @@ def as_tensor(data, dtype=None):
 
 def _filled(shape, value, dtype, requires_grad, device):
     device = _check_device(device)
-    return _finish(get_device(device).full(_shape_arguments(shape), value, _dtype(dtype)), requires_grad, device)
+    return _finish(get_device(device).full(shape_arguments(shape), value, _dtype(dtype)), requires_grad, device)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
@@ -85,7 +86,7 @@ def ones(*size, dtype=None, device=None, requires_grad=False):
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
     device = _check_device(device)
-    return _finish(get_device(device).empty(_shape_arguments(size), _dtype(dtype)), requires_grad, device)
+    return _finish(get_device(device).empty(shape_arguments(size), _dtype(dtype)), requires_grad, device)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
@@ -144,14 +145,14 @@ def _floating_dtype(dtype, op):
 def randn(*size, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from the generator seeded by `manual_seed`."""
     resolved = _floating_dtype(dtype, "randn")
-    array = generator().standard_normal(_shape_arguments(size), dtype=resolved)
+    array = generator().standard_normal(shape_arguments(size), dtype=resolved)
     return _finish(array, requires_grad, _check_device(device))
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the generator seeded by `manual_seed`."""
     resolved = _floating_dtype(dtype, "rand")
-    array = generator().random(_shape_arguments(size), dtype=resolved)
+    array = generator().random(shape_arguments(size), dtype=resolved)
     return _finish(array, requires_grad, _check_device(device))
 
 
@@ -159,7 +160,7 @@ def randint(low, high=None, size=(), dtype=None, requires_grad=False):
     """Integers uniform in [low, high) (int64 by default)."""
     if high is None:
         low, high = 0, low
-    array = generator().integers(low, high, size=_shape_arguments((size,)) if size != () else ())
+    array = generator().integers(low, high, size=shape_arguments((size,)) if size != () else ())
     return _finish(array.astype(_dtype(dtype, dtypes.int64)), requires_grad)
 
 
