@@ -3,6 +3,7 @@
 import functools
 import threading
 
+from nbprop.backend import DEVICES
 from nbprop.tensor import Tensor
 
 __all__ = [
@@ -98,9 +99,15 @@ class Context:
     """
 
     __slots__ = (
-        "__dict__", "function", "needs_input_grad", "next_edges", "output_count", "_saved", "_saved_versions",
-        "_freed", "_retained", "output_meta",
+        "__dict__", "function", "needs_input_grad", "next_edges", "output_count", "_saved_versions", "output_meta",
     )
+    _saved = ()  # tensors kept for backward, () once freed
+    _freed = False
+    _retained = None  # output index -> weak reference to a tensor whose .grad is kept (retain_grad)
+    # Scratch of a backward pass: which pass last visited the node, its unprocessed consumers, its gradients.
+    _visit = None
+    _dependencies = 0
+    _grad_outputs = None
 
     def save_for_backward(self, *tensors):
         """Keep tensors for backward; modifying one in place before backward makes backward raise."""
@@ -173,9 +180,6 @@ class Function:
 
         ctx = Context()
         ctx.function = cls
-        ctx._saved = ()
-        ctx._freed = False
-        ctx._retained = None
         needs_input_grad = []
         next_edges = []
         for argument in args:
@@ -219,35 +223,44 @@ def _attach(output, ctx, index):
 
 
 def _topological_order(roots):
-    """Nodes reachable from `roots`, each after every node that feeds it a gradient; no recursion."""
-    dependencies = {}
+    """Nodes reachable from `roots`, each after every node that feeds it a gradient; no recursion.
+
+    Dependency counts live on the nodes themselves, marked by this pass's `visit` token.
+    """
+    visit = object()
+    for node in roots:
+        node._visit = visit
+        node._dependencies = 0
     stack = list(roots)
-    seen = set(id(node) for node in roots)
     while stack:
-        node = stack.pop()
-        for edge in node.next_edges:
+        for edge in stack.pop().next_edges:
             if edge.__class__ is tuple:
                 child = edge[0]
-                dependencies[id(child)] = dependencies.get(id(child), 0) + 1
-                if id(child) not in seen:
-                    seen.add(id(child))
+                if child._visit is visit:
+                    child._dependencies += 1
+                else:
+                    child._visit = visit
+                    child._dependencies = 1
                     stack.append(child)
     order = []
-    ready = [node for node in roots if dependencies.get(id(node), 0) == 0]
+    ready = [node for node in roots if node._dependencies == 0]
     while ready:
         node = ready.pop()
         order.append(node)
         for edge in node.next_edges:
             if edge.__class__ is tuple:
                 child = edge[0]
-                remaining = dependencies[id(child)] - 1
-                dependencies[id(child)] = remaining
-                if remaining == 0:
+                child._dependencies -= 1
+                if child._dependencies == 0:
                     ready.append(child)
     return order
 
 
-def _accumulate(buffer, index, gradient):
+def _receive(node, index, gradient):
+    """Add `gradient` to what output `index` of `node` has received so far."""
+    buffer = node._grad_outputs
+    if buffer is None:
+        buffer = node._grad_outputs = [None] * node.output_count
     previous = buffer[index]
     buffer[index] = gradient if previous is None else previous + gradient
 
@@ -267,8 +280,7 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
     With `inputs=None` gradients accumulate into the `.grad` of every leaf reached; otherwise the gradients
     of `inputs` are returned and no `.grad` is touched.
     """
-    pending = {}  # id(node) -> list of gradients, one per output of the node
-    nodes = []
+    roots = []
     captured = None if inputs is None else {id(tensor): None for tensor in inputs}
     for output, gradient in zip(outputs, gradients):
         node = output.grad_fn
@@ -278,10 +290,10 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
             elif captured is None:
                 _accumulate_leaf(output, gradient)
             continue
-        if id(node) not in pending:
-            pending[id(node)] = [None] * node.output_count
-            nodes.append(node)
-        _accumulate(pending[id(node)], output._output_index, gradient)
+        if node not in roots:
+            node._grad_outputs = None
+            roots.append(node)
+        _receive(node, output._output_index, gradient)
 
     capture_nodes = {}
     if captured is not None:
@@ -289,11 +301,18 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
             if tensor.grad_fn is not None:
                 capture_nodes.setdefault(id(tensor.grad_fn), []).append(tensor)
 
-    with no_grad():
-        for node in _topological_order(nodes):
-            grad_outputs = pending.pop(id(node), None)
+    order = _topological_order(roots)
+    for node in order:
+        if node not in roots:
+            node._grad_outputs = None
+    previous_mode = _grad_mode.enabled
+    _grad_mode.enabled = False
+    try:
+        for node in order:
+            grad_outputs = node._grad_outputs
             if grad_outputs is None:
                 continue
+            node._grad_outputs = None
             for tensor in capture_nodes.get(id(node), ()):
                 captured[id(tensor)] = grad_outputs[tensor._output_index]
             if node._retained:
@@ -301,9 +320,10 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
                     tensor = reference()
                     if grad_outputs[index] is not None and tensor is not None:
                         _accumulate_leaf(tensor, grad_outputs[index])
-            grad_outputs = [
-                g if g is not None else _zeros_for(node, index) for index, g in enumerate(grad_outputs)
-            ]
+            if any(g is None for g in grad_outputs):
+                grad_outputs = [
+                    g if g is not None else _zeros_for(node, index) for index, g in enumerate(grad_outputs)
+                ]
             grad_inputs = node.function.backward(node, *grad_outputs)
             if not retain_graph and node._saved:
                 # Like PyTorch, only a node that kept tensors refuses a second backward.
@@ -318,10 +338,7 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
                 if edge is None or gradient is None:
                     continue
                 if edge.__class__ is tuple:
-                    child, index = edge
-                    if id(child) not in pending:
-                        pending[id(child)] = [None] * child.output_count
-                    _accumulate(pending[id(child)], index, gradient)
+                    _receive(edge[0], edge[1], gradient)
                 elif captured is not None:
                     if id(edge) in captured:
                         gradient = _check_gradient(edge, gradient, node.function.__name__ + ".backward")
@@ -329,21 +346,21 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
                         captured[id(edge)] = gradient if previous is None else previous + gradient
                 else:
                     _accumulate_leaf(edge, _check_gradient(edge, gradient, node.function.__name__ + ".backward"))
+    finally:
+        _grad_mode.enabled = previous_mode
     return captured
 
 
 def _zeros_for(node, index):
     """PyTorch's materialised zero gradient for an output of a multi-output op that received none."""
-    from nbprop.creation import zeros
-
     shape, dtype = node.output_meta[index]
-    return zeros(shape, dtype=dtype)
+    return Tensor._make(DEVICES["cpu"].zeros(shape, dtype))
 
 
 def _accumulate_leaf(tensor, gradient):
     if tensor.grad is None:
         # A copy: the leaf's .grad is updated in place by optimizers and must not alias another gradient.
-        tensor.grad = gradient.clone()
+        tensor.grad = Tensor._make(DEVICES[gradient.device].copy(gradient._data), None, gradient.device)
     else:
         tensor.grad = tensor.grad + gradient
 
@@ -366,9 +383,7 @@ def _prepare_roots(outputs, gradients, where):
             if output.numel() != 1:
                 raise RuntimeError(f"{where}: grad can be implicitly created only for scalar outputs; got shape "
                                    f"{tuple(output.shape)}, pass gradient= of that shape")
-            from nbprop.creation import ones_like
-
-            gradient = ones_like(output)
+            gradient = Tensor._make(DEVICES[output.device].full(output.shape, 1, output.dtype), None, output.device)
         elif not isinstance(gradient, Tensor):
             raise TypeError(f"{where}: gradient must be a Tensor, got {type(gradient).__name__}")
         elif gradient.shape != output.shape:

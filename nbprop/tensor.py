@@ -255,6 +255,8 @@ def _wrap_dim(dim, ndim, op):
     return dim % bound
 
 
-# The ops import Tensor from this module, so they come after it.
+# The ops import Tensor from this module, so they come after it; TensorOperators reaches them as ops.<family>.
 from nbprop import autograd  # noqa: E402
-from nbprop.ops import elementwise, movement  # noqa: E402
+from nbprop.ops import (  # noqa: E402, F401
+    broadcast, elementwise, extrema, indexing, inplace, matmul, movement, reduce, softmax,
+)

@@ -2,15 +2,19 @@
 
 import time
 
+import numpy as np
+
 from nbprop import dtypes
-from nbprop.creation import ones, randn
+from nbprop.creation import ones, tensor
 
 
 def _exercise(dtype, size):
     """One forward and backward pass through the common ops, so that each kernel compiles for `dtype`."""
-    x = randn(size, 8, dtype=dtype, requires_grad=True)
-    w = randn(8, 4, dtype=dtype, requires_grad=True)
-    b = randn(4, dtype=dtype, requires_grad=True)
+    # A private generator: warming up must not move the user's seeded stream.
+    generator = np.random.default_rng(0)
+    x = tensor(generator.standard_normal((size, 8)), dtype=dtype, requires_grad=True)
+    w = tensor(generator.standard_normal((8, 4)), dtype=dtype, requires_grad=True)
+    b = tensor(generator.standard_normal(4), dtype=dtype, requires_grad=True)
     hidden = (x @ w + b).relu()
     mixed = hidden.tanh() * hidden.sigmoid() - hidden.exp() / (1 + hidden ** 2)
     mixed = mixed + hidden.abs().sqrt() + (hidden + 1).log() - hidden.clamp(-1, 1)
