@@ -1,4 +1,4 @@
-"""Reduction kernels: sum, prod, max/min (with indices), variance over axis 1 of an (outer, reduced, inner) array.
+"""Reduction kernels: sum, prod, variance over axis 1 of an (outer, reduced, inner) array.
 
 The frontend folds a tensor into a C-contiguous (outer, reduced, inner) array whose axis 1 holds the reduced
 dimensions. Work is split into items of one outer index and a block of up to BLOCK inner columns, so that
@@ -8,8 +8,6 @@ read memory in order), and items are independent outputs for prange.
 Innermost loops run over 0-based ranges on views (`x[o, start:stop]`, `out[o, c, first:first + width]`):
 Numba then knows the indices are non-negative, skips wraparound code and vectorizes (4x faster, measured).
 """
-
-import math
 
 import numpy as np
 from numba import prange
@@ -21,7 +19,7 @@ BLOCK = 128
 
 
 @scalar_function
-def _item_position(item, chunks, blocks, chunk, reduced, inner):
+def item_position(item, chunks, blocks, chunk, reduced, inner):
     """The outer index, chunk index, reduced range [start, stop) and column range of work item `item`."""
     outer_index = item // (chunks * blocks)
     rest = item - outer_index * (chunks * blocks)
@@ -44,7 +42,7 @@ def sum_chunks(x, chunk, out):
     chunks = out.shape[1]
     blocks = (inner + BLOCK - 1) // BLOCK
     for item in prange(x.shape[0] * chunks * blocks):
-        o, c, start, stop, first, width = _item_position(item, chunks, blocks, chunk, reduced, inner)
+        o, c, start, stop, first, width = item_position(item, chunks, blocks, chunk, reduced, inner)
         block = x[o, start:stop]
         if inner == 1:
             total = out.dtype.type(0)
@@ -68,7 +66,7 @@ def prod_chunks(x, chunk, out):
     chunks = out.shape[1]
     blocks = (inner + BLOCK - 1) // BLOCK
     for item in prange(x.shape[0] * chunks * blocks):
-        o, c, start, stop, first, width = _item_position(item, chunks, blocks, chunk, reduced, inner)
+        o, c, start, stop, first, width = item_position(item, chunks, blocks, chunk, reduced, inner)
         block = x[o, start:stop]
         if inner == 1:
             total = out.dtype.type(1)
@@ -86,147 +84,6 @@ def prod_chunks(x, chunk, out):
 
 
 @parallel_cpu_kernel
-def amax_chunks(x, chunk, out):
-    """out[o, c, i] = max of x[o, c * chunk:(c + 1) * chunk, i], NaN if any is NaN; out has x's dtype.
-
-    Every range must be non-empty (reduced >= 1).
-    """
-    reduced, inner = x.shape[1], x.shape[2]
-    chunks = out.shape[1]
-    blocks = (inner + BLOCK - 1) // BLOCK
-    for item in prange(x.shape[0] * chunks * blocks):
-        o, c, start, stop, first, width = _item_position(item, chunks, blocks, chunk, reduced, inner)
-        block = x[o, start:stop]
-        if inner == 1:
-            best = block[0, 0]
-            for j in range(1, block.shape[0]):
-                value = block[j, 0]
-                # A NaN wins and then stays, since nothing compares greater than it.
-                if value > best or math.isnan(value):
-                    best = value
-            out[o, c, 0] = best
-            continue
-        target = out[o, c, first:first + width]
-        target[:] = block[0, first:first + width]
-        for j in range(1, block.shape[0]):
-            row = block[j, first:first + width]
-            for k in range(width):
-                if row[k] > target[k] or math.isnan(row[k]):
-                    target[k] = row[k]
-
-
-@parallel_cpu_kernel
-def amin_chunks(x, chunk, out):
-    """out[o, c, i] = min of x[o, c * chunk:(c + 1) * chunk, i], NaN if any is NaN; as `amax_chunks`."""
-    reduced, inner = x.shape[1], x.shape[2]
-    chunks = out.shape[1]
-    blocks = (inner + BLOCK - 1) // BLOCK
-    for item in prange(x.shape[0] * chunks * blocks):
-        o, c, start, stop, first, width = _item_position(item, chunks, blocks, chunk, reduced, inner)
-        block = x[o, start:stop]
-        if inner == 1:
-            best = block[0, 0]
-            for j in range(1, block.shape[0]):
-                value = block[j, 0]
-                if value < best or math.isnan(value):
-                    best = value
-            out[o, c, 0] = best
-            continue
-        target = out[o, c, first:first + width]
-        target[:] = block[0, first:first + width]
-        for j in range(1, block.shape[0]):
-            row = block[j, first:first + width]
-            for k in range(width):
-                if row[k] < target[k] or math.isnan(row[k]):
-                    target[k] = row[k]
-
-
-@parallel_cpu_kernel
-def max_with_indices(x, values, indices):
-    """values[o, i] = max over j of x[o, j, i] and indices[o, i] its first j; a NaN wins (the first NaN).
-
-    x: (outer, reduced >= 1, inner) float32/float64/int64 C-contiguous; values (outer, inner) x's dtype;
-    indices (outer, inner) int64.
-    """
-    reduced, inner = x.shape[1], x.shape[2]
-    blocks = (inner + BLOCK - 1) // BLOCK
-    for item in prange(x.shape[0] * blocks):
-        o, _, _, _, first, width = _item_position(item, 1, blocks, reduced, reduced, inner)
-        block = x[o]
-        if inner == 1:
-            best = block[0, 0]
-            chosen = 0
-            for j in range(1, reduced):
-                value = block[j, 0]
-                # Strictly greater keeps the first of ties; a NaN replaces anything but an earlier NaN.
-                if value > best or (math.isnan(value) and not math.isnan(best)):
-                    best = value
-                    chosen = j
-            values[o, 0] = best
-            indices[o, 0] = chosen
-            continue
-        best_values = values[o, first:first + width]
-        chosen = indices[o, first:first + width]
-        best_values[:] = block[0, first:first + width]
-        chosen[:] = 0
-        for j in range(1, reduced):
-            row = block[j, first:first + width]
-            for k in range(width):
-                if row[k] > best_values[k] or (math.isnan(row[k]) and not math.isnan(best_values[k])):
-                    best_values[k] = row[k]
-                    chosen[k] = j
-
-
-@parallel_cpu_kernel
-def min_with_indices(x, values, indices):
-    """values[o, i] = min over j of x[o, j, i] and indices[o, i] its first j; as `max_with_indices`."""
-    reduced, inner = x.shape[1], x.shape[2]
-    blocks = (inner + BLOCK - 1) // BLOCK
-    for item in prange(x.shape[0] * blocks):
-        o, _, _, _, first, width = _item_position(item, 1, blocks, reduced, reduced, inner)
-        block = x[o]
-        if inner == 1:
-            best = block[0, 0]
-            chosen = 0
-            for j in range(1, reduced):
-                value = block[j, 0]
-                if value < best or (math.isnan(value) and not math.isnan(best)):
-                    best = value
-                    chosen = j
-            values[o, 0] = best
-            indices[o, 0] = chosen
-            continue
-        best_values = values[o, first:first + width]
-        chosen = indices[o, first:first + width]
-        best_values[:] = block[0, first:first + width]
-        chosen[:] = 0
-        for j in range(1, reduced):
-            row = block[j, first:first + width]
-            for k in range(width):
-                if row[k] < best_values[k] or (math.isnan(row[k]) and not math.isnan(best_values[k])):
-                    best_values[k] = row[k]
-                    chosen[k] = j
-
-
-@parallel_cpu_kernel
-def index_backward(grad_output, indices, grad_input):
-    """grad_input[o, j, i] = grad_output[o, i] where j == indices[o, i], else 0 (max/min along a dim).
-
-    grad_output (outer, inner) and indices (outer, inner) int64; grad_input (outer, reduced, inner)
-    C-contiguous. Each output row is gathered independently.
-    """
-    reduced = grad_input.shape[1]
-    for row in prange(grad_input.shape[0] * reduced):
-        o = row // reduced
-        j = row - o * reduced
-        target = grad_input[o, j]
-        gradient = grad_output[o]
-        chosen = indices[o]
-        for i in range(target.shape[0]):
-            target[i] = gradient[i] if chosen[i] == j else 0.0
-
-
-@parallel_cpu_kernel
 def variance(x, correction, mean, out):
     """out[o, i] = sum over j of (x[o, j, i] - mean[o, i]) ** 2 / max(0, reduced - correction).
 
@@ -237,7 +94,7 @@ def variance(x, correction, mean, out):
     blocks = (inner + BLOCK - 1) // BLOCK
     degrees = max(0.0, reduced - correction)
     for item in prange(x.shape[0] * blocks):
-        o, _, _, _, first, width = _item_position(item, 1, blocks, reduced, reduced, inner)
+        o, _, _, _, first, width = item_position(item, 1, blocks, reduced, reduced, inner)
         block = x[o]
         if inner == 1:
             total = 0.0

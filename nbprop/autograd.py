@@ -1,94 +1,13 @@
-"""The tape: Function nodes with their Context, gradient mode, and the iterative backward pass."""
-
-import functools
-import threading
+"""The tape: Function nodes with their Context, and the iterative backward pass."""
 
 from nbprop.backend import DEVICES
+from nbprop.grad_mode import enable_grad, is_grad_enabled, no_grad, recording, set_grad_enabled
 from nbprop.tensor import Tensor
 
 __all__ = [
     "Function", "Context", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled",
 ]
-
-
-class _GradMode(threading.local):
-    enabled = True
-
-
-_grad_mode = _GradMode()
-
-
-def is_grad_enabled():
-    """Whether operations are being recorded on the tape in this thread."""
-    return _grad_mode.enabled
-
-
-class _ModeGuard:
-    """A context manager and decorator that records (or not) inside it and restores the mode after."""
-
-    _mode = True
-
-    def __new__(cls, function=None):
-        guard = super().__new__(cls)
-        # `@no_grad` without parentheses decorates directly, as in PyTorch.
-        return guard if function is None else guard(function)
-
-    def __enter__(self):
-        self._previous = _grad_mode.enabled
-        _grad_mode.enabled = self._mode
-        return self
-
-    def __exit__(self, *exc_info):
-        _grad_mode.enabled = self._previous
-
-    def __call__(self, function):
-        mode = self._mode
-
-        @functools.wraps(function)
-        def decorated(*args, **kwargs):
-            previous = _grad_mode.enabled
-            _grad_mode.enabled = mode
-            try:
-                return function(*args, **kwargs)
-            finally:
-                _grad_mode.enabled = previous
-
-        return decorated
-
-
-class no_grad(_ModeGuard):
-    """Do not record operations: for evaluation and for optimizer updates."""
-
-    _mode = False
-
-
-class enable_grad(_ModeGuard):
-    """Record operations, even inside `no_grad`."""
-
-    _mode = True
-
-
-class set_grad_enabled(_ModeGuard):
-    """Turn recording on or off now (PyTorch: a function as well as a context manager and decorator).
-
-    Used with `with` or as a decorator, the previous mode comes back on exit.
-    """
-
-    def __new__(cls, mode):
-        return object.__new__(cls)
-
-    def __init__(self, mode):
-        self._mode = bool(mode)
-        self._previous = _grad_mode.enabled
-        _grad_mode.enabled = self._mode
-
-    def __enter__(self):
-        return self
-
-    def __call__(self, function):
-        _grad_mode.enabled = self._previous  # decorating must not change the mode of the caller
-        return super().__call__(function)
 
 
 class Context:
@@ -170,7 +89,7 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         record = False
-        if _grad_mode.enabled:
+        if recording.enabled:
             for argument in args:
                 if argument.__class__ is Tensor and argument.requires_grad:
                     record = True
@@ -193,11 +112,11 @@ class Function:
         ctx.needs_input_grad = tuple(needs_input_grad)
         ctx.next_edges = next_edges
 
-        _grad_mode.enabled = False
+        recording.enabled = False
         try:
             outputs = cls.forward(ctx, *args, **kwargs)
         finally:
-            _grad_mode.enabled = True
+            recording.enabled = True
 
         if outputs.__class__ is Tensor:
             ctx.output_count = 1
@@ -305,8 +224,8 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
     for node in order:
         if node not in roots:
             node._grad_outputs = None
-    previous_mode = _grad_mode.enabled
-    _grad_mode.enabled = False
+    previous_mode = recording.enabled
+    recording.enabled = False
     try:
         for node in order:
             grad_outputs = node._grad_outputs
@@ -347,7 +266,7 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
                 else:
                     _accumulate_leaf(edge, _check_gradient(edge, gradient, node.function.__name__ + ".backward"))
     finally:
-        _grad_mode.enabled = previous_mode
+        recording.enabled = previous_mode
     return captured
 
 

@@ -220,18 +220,18 @@ class TensorOperators:
     def max(self, dim=None, keepdim=False):
         if isinstance(dim, TensorOperators):
             return ops.elementwise.maximum(self, dim)
-        return ops.reduce.max(self, dim, keepdim)
+        return ops.extrema.max(self, dim, keepdim)
 
     def min(self, dim=None, keepdim=False):
         if isinstance(dim, TensorOperators):
             return ops.elementwise.minimum(self, dim)
-        return ops.reduce.min(self, dim, keepdim)
+        return ops.extrema.min(self, dim, keepdim)
 
     def amax(self, dim=(), keepdim=False):
-        return ops.reduce.amax(self, dim, keepdim)
+        return ops.extrema.amax(self, dim, keepdim)
 
     def amin(self, dim=(), keepdim=False):
-        return ops.reduce.amin(self, dim, keepdim)
+        return ops.extrema.amin(self, dim, keepdim)
 
     def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
         return ops.reduce.var(self, dim, unbiased, keepdim, correction)
@@ -240,10 +240,10 @@ class TensorOperators:
         return ops.reduce.std(self, dim, unbiased, keepdim, correction)
 
     def argmax(self, dim=None, keepdim=False):
-        return ops.reduce.argmax(self, dim, keepdim)
+        return ops.extrema.argmax(self, dim, keepdim)
 
     def argmin(self, dim=None, keepdim=False):
-        return ops.reduce.argmin(self, dim, keepdim)
+        return ops.extrema.argmin(self, dim, keepdim)
 
     def logsumexp(self, dim, keepdim=False):
         return ops.softmax.logsumexp(self, dim, keepdim)

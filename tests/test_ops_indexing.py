@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import arrays, assert_close, leaf, nonempty_shapes, shapes, to_torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -10,7 +11,6 @@ import nbprop
 from nbprop.backend import DEVICES
 from nbprop.kernels._jit import PARALLEL_THRESHOLD
 from nbprop.ops import indexing
-from tests.helpers import arrays, assert_close, leaf, nonempty_shapes, shapes, to_torch
 
 FEW = settings(max_examples=30)
 

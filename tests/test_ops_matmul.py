@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from helpers import assert_close, leaf, to_torch
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nbprop
 from nbprop.ops.matmul import bmm, matmul, mm
-from tests.helpers import assert_close, leaf, to_torch
 
 # (a shape, b shape): every rank combination, broadcast batches, size-1 and empty dimensions.
 SHAPE_PAIRS = [

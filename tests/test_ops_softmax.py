@@ -5,13 +5,13 @@ import math
 import numpy as np
 import pytest
 import scipy.special
+from helpers import arrays, assert_close, leaf, nonempty_shapes, shapes, to_torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 import nbprop
 from nbprop.kernels import softmax as kernels
 from nbprop.ops.softmax import log_softmax, logsumexp, softmax
-from tests.helpers import arrays, assert_close, leaf, nonempty_shapes, shapes, to_torch
 
 
 def _reference(name, x, dim, keepdim=False):

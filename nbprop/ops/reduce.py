@@ -1,7 +1,6 @@
-"""Reductions (sum, mean, prod, max/min, amax/amin, var/std, argmax/argmin) and their gradients."""
+"""Reductions (sum, mean, prod, var/std) and their gradients; dim parsing and folding shared with extrema.py."""
 
 import builtins
-import collections
 import math
 import numbers
 
@@ -12,10 +11,6 @@ from nbprop.ops import elementwise
 from nbprop.ops.broadcast import expand
 from nbprop.tensor import Tensor
 
-# torch.return_types.max / min: (values, indices) of a reduction along one dimension.
-max_result = collections.namedtuple("max", ("values", "indices"))
-min_result = collections.namedtuple("min", ("values", "indices"))
-
 # A reduction producing fewer independent outputs than this is split along the reduced axis into chunks of
 # about CHUNK_ELEMENTS, so that threads share the work; the split depends only on the shape (deterministic).
 _FEW_OUTPUTS = 64
@@ -23,12 +18,12 @@ _CHUNK_ELEMENTS = 16384
 _PARALLEL_WORK = 1 << 16
 
 
-def _work(folded):
+def work(folded):
     """The work by which a kernel over a folded (outer, reduced, inner) array picks its variant."""
     return folded.size if folded.shape[0] * folded.shape[2] > 1 else 0
 
 
-def _dims(dim, shape, op):
+def parse_dims(dim, shape, op):
     """The sorted tuple of dimensions named by `dim` (None or () = all); errors name the op and the shape."""
     ndim = len(shape)
     if dim is None:
@@ -50,12 +45,6 @@ def _dims(dim, shape, op):
     if len(set(wrapped)) != len(wrapped):
         raise RuntimeError(f"{op}: dim {dim!r} names a dimension more than once (tensor of shape {tuple(shape)})")
     return tuple(sorted(wrapped)) if ndim else ()
-
-
-def _result_shape(shape, dims, keepdim):
-    if keepdim:
-        return tuple(1 if axis in dims else size for axis, size in enumerate(shape))
-    return tuple(size for axis, size in enumerate(shape) if axis not in dims)
 
 
 def _runs(dims):
@@ -87,7 +76,7 @@ def _reduce_3d(device, name, array, out_dtype):
     return out.reshape(outer, inner)
 
 
-def _reduce(x, dims, name, out_dtype):
+def reduce_dims(x, dims, name, out_dtype):
     """Reduce `dims` of x (sorted, non-empty) run by run, last run first: an array of the keepdim shape."""
     device = DEVICES[x.device]
     array = x._data if x._data.flags.c_contiguous else device.copy(x._data)
@@ -105,7 +94,7 @@ def _reduce(x, dims, name, out_dtype):
     return array
 
 
-def _fold(x, dims):
+def fold(x, dims):
     """x as a C-contiguous (outer, reduced, inner) array, reduced dims moved last (one copy) if not adjacent."""
     device = DEVICES[x.device]
     array = x._data
@@ -122,7 +111,7 @@ def _fold(x, dims):
 
 
 def _unfold(array, shape, dims):
-    """The inverse of `_fold` for an (outer, reduced, inner) result: an array of `shape`."""
+    """The inverse of `fold` for an (outer, reduced, inner) result: an array of `shape`."""
     if not shape or dims == tuple(range(dims[0], dims[-1] + 1)):
         return array.reshape(shape)
     kept = [axis for axis in range(len(shape)) if axis not in dims]
@@ -132,7 +121,8 @@ def _unfold(array, shape, dims):
     return moved.transpose(inverse)
 
 
-def _wrap(array, shape, device):
+def wrap(array, shape, device):
+    """`array` reshaped to `shape`, as a tensor on `device`."""
     return Tensor._make(array.reshape(shape), device=device)
 
 
@@ -143,7 +133,8 @@ def _expand_gradient(grad_output, ctx):
     return expand(kept, ctx.input_shape)
 
 
-def _prepare(ctx, x, dims, keepdim):
+def prepare(ctx, x, dims, keepdim):
+    """Record the input shape and the keepdim shape on ctx; returns the result shape."""
     shape = x._data.shape
     kept = list(shape)
     for axis in dims:
@@ -159,16 +150,16 @@ def _prepare(ctx, x, dims, keepdim):
 class Sum(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim, divisor):
-        shape = _prepare(ctx, x, dims, keepdim)
+        shape = prepare(ctx, x, dims, keepdim)
         ctx.divisor = divisor
         device = DEVICES[x.device]
         dtype = x._data.dtype
-        accumulator = _reduce(x, dims, "sum_chunks", dtypes.float64 if dtype.kind == "f" else dtypes.int64)
+        accumulator = reduce_dims(x, dims, "sum_chunks", dtypes.float64 if dtype.kind == "f" else dtypes.int64)
         if divisor == 1 and accumulator.dtype == dtype:
-            return _wrap(accumulator, shape, x.device)
+            return wrap(accumulator, shape, x.device)
         out = device.empty(accumulator.size, dtype)
         device.call("divide_into", accumulator.reshape(-1), float(divisor), out, work=out.size)
-        return _wrap(out, shape, x.device)
+        return wrap(out, shape, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -180,13 +171,13 @@ class Sum(Function):
 class Prod(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim):
-        shape = _prepare(ctx, x, dims, keepdim)
+        shape = prepare(ctx, x, dims, keepdim)
         ctx.dims = dims
         dtype = x._data.dtype
-        accumulator = _reduce(x, dims, "prod_chunks", dtypes.float64 if dtype.kind == "f" else dtypes.int64)
+        accumulator = reduce_dims(x, dims, "prod_chunks", dtypes.float64 if dtype.kind == "f" else dtypes.int64)
         if accumulator.dtype != dtype:
             accumulator = DEVICES[x.device].astype(accumulator, dtype)
-        result = _wrap(accumulator, shape, x.device)
+        result = wrap(accumulator, shape, x.device)
         ctx.save_for_backward(x, result)
         return result
 
@@ -194,7 +185,7 @@ class Prod(Function):
     def backward(ctx, grad_output):
         x, result = ctx.saved_tensors
         device = DEVICES[x.device]
-        folded = _fold(x, ctx.dims)
+        folded = fold(x, ctx.dims)
         grad_input = device.empty(folded.shape, folded.dtype)
         outer, inner = folded.shape[0], folded.shape[2]
         device.call("prod_backward", device.asarray(grad_output._data).reshape(outer, inner),
@@ -211,7 +202,7 @@ def _summable(x, dtype):
 def sum(x, dim=None, keepdim=False, dtype=None):
     """Sum over `dim` (None or () = all); int64 and bool sum to int64, float32 accumulates in float64."""
     x = _summable(x, dtype)
-    return Sum.apply(x, _dims(dim, x.shape, "sum"), keepdim, 1)
+    return Sum.apply(x, parse_dims(dim, x.shape, "sum"), keepdim, 1)
 
 
 def mean(x, dim=None, keepdim=False, dtype=None):
@@ -221,141 +212,14 @@ def mean(x, dim=None, keepdim=False, dtype=None):
         raise RuntimeError(f"mean(): could not infer output dtype; the input (or dtype=) must be floating point, "
                            f"got {wanted}")
     x = x.to(wanted)
-    dims = _dims(dim, x.shape, "mean")
+    dims = parse_dims(dim, x.shape, "mean")
     return Sum.apply(x, dims, keepdim, math.prod(x.shape[axis] for axis in dims))
 
 
 def prod(x, dim=None, keepdim=False, dtype=None):
     """Product over `dim` (None or () = all); int64 and bool give int64; empty: 1."""
     x = _summable(x, dtype)
-    return Prod.apply(x, _dims(dim, x.shape, "prod"), keepdim)
-
-
-# ------------------------------------------------------------------------------------ extremes
-
-
-class Extreme(Function):
-    """amax/amin over dims, and max()/min() of all elements; ties share the gradient evenly."""
-
-    @staticmethod
-    def forward(ctx, x, dims, keepdim, name, whole):
-        shape = _prepare(ctx, x, dims, keepdim)
-        ctx.dims = dims
-        ctx.whole = whole
-        result = _wrap(_reduce(x, dims, name, x._data.dtype), shape, x.device)
-        ctx.save_for_backward(x, result)
-        return result
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        x, result = ctx.saved_tensors
-        kept = Tensor._make(result._data.reshape(ctx.kept_shape), device=result.device)
-        if ctx.whole and math.isnan(result.item()):
-            # PyTorch's max()/min(): a NaN result sends the gradient to the NaN elements.
-            mask = elementwise.compare("not_equal", x, x)
-        else:
-            mask = elementwise.compare("equal", x, expand(kept, x.shape))
-        mask = mask.to(x.dtype)
-        count = sum(mask, ctx.dims, keepdim=True)
-        # (g / count) * mask, as PyTorch: a NaN amax (count 0) gives NaN gradients over its slice.
-        share = Tensor._make(grad_output._data.reshape(ctx.kept_shape), device=grad_output.device) / count
-        return elementwise.mul(expand(share, x.shape), mask), None, None, None, None
-
-
-class ExtremeAlongDim(Function):
-    """max/min along one dimension: (values, indices); the gradient goes to the chosen index."""
-
-    @staticmethod
-    def forward(ctx, x, axis, keepdim, name):
-        shape = _prepare(ctx, x, (axis,) if x.ndim else (), keepdim)
-        device = DEVICES[x.device]
-        folded = _fold(x, (axis,))
-        outer, inner = folded.shape[0], folded.shape[2]
-        values = device.empty((outer, inner), folded.dtype)
-        indices = device.empty((outer, inner), dtypes.int64)
-        device.call(name, folded, values, indices, work=_work(folded))
-        ctx.folded_shape = folded.shape
-        indices = _wrap(indices, shape, x.device)
-        ctx.save_for_backward(indices)
-        return _wrap(values, shape, x.device), indices
-
-    @staticmethod
-    def backward(ctx, grad_values, grad_indices):
-        (indices,) = ctx.saved_tensors
-        device = DEVICES[grad_values.device]
-        outer, _, inner = ctx.folded_shape
-        grad_input = device.empty(ctx.folded_shape, grad_values.dtype)
-        device.call("index_backward", device.asarray(grad_values._data).reshape(outer, inner),
-                indices._data.reshape(outer, inner), grad_input, work=grad_input.size)
-        return Tensor._make(grad_input.reshape(ctx.input_shape), device=grad_values.device), None, None, None
-
-
-def _comparable(x, op):
-    if x._data.dtype.kind == "b":
-        raise TypeError(f"{op}: bool tensors are not supported; use x.long() or any()/all()-style logic")
-    return x
-
-
-def _empty_whole(x, op):
-    if x._data.size == 0:
-        raise RuntimeError(f"{op}(): expected reduction dim to be specified for an empty input (shape "
-                           f"{tuple(x.shape)}); pass dim=")
-
-
-def _check_nonempty(x, dims, op):
-    for axis in dims:
-        if x.shape[axis] == 0:
-            raise IndexError(f"{op}(): expected reduction dim {axis} to have non-zero size (tensor of shape "
-                             f"{tuple(x.shape)})")
-
-
-def _single_dim(x, dim, op):
-    """The one dimension that max/min/argmax/argmin along a dim reduce (0 for a 0-d tensor)."""
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"{op}: dim must be an int, got {dim!r}" + ("; use a" + op + " for several dimensions"
-                                                                     if op in ("max", "min") else ""))
-    dims = _dims(dim, x.shape, op)
-    _check_nonempty(x, dims, op)
-    return dims[0] if dims else 0
-
-
-def _extreme(x, dim, keepdim, op):
-    x = _comparable(x, op)
-    if dim is None:
-        _empty_whole(x, op)
-        return Extreme.apply(x, tuple(range(x.ndim)), False, f"a{op}_chunks", True)
-    axis = _single_dim(x, dim, op)
-    result = max_result if op == "max" else min_result
-    return result(*ExtremeAlongDim.apply(x, axis, keepdim, f"{op}_with_indices"))
-
-
-def max(x, dim=None, keepdim=False):
-    """The largest element (dim None; NaN if any), or (values, indices) along `dim` (first of ties)."""
-    return _extreme(x, dim, keepdim, "max")
-
-
-def min(x, dim=None, keepdim=False):
-    """The smallest element (dim None; NaN if any), or (values, indices) along `dim` (first of ties)."""
-    return _extreme(x, dim, keepdim, "min")
-
-
-def _amax_amin(x, dim, keepdim, op):
-    x = _comparable(x, op)
-    if dim is None or (isinstance(dim, (tuple, list)) and not dim):
-        _empty_whole(x, op)
-    dims = _dims(dim, x.shape, op)
-    _check_nonempty(x, dims, op)
-    return Extreme.apply(x, dims, keepdim, f"{op}_chunks", False)
-
-
-def amax(x, dim=(), keepdim=False):
-    """Maximum over `dim` (() = all); NaN propagates; tied maxima share the gradient evenly."""
-    return _amax_amin(x, dim, keepdim, "amax")
-
-
-def amin(x, dim=(), keepdim=False):
-    """Minimum over `dim` (() = all); NaN propagates; tied minima share the gradient evenly."""
-    return _amax_amin(x, dim, keepdim, "amin")
+    return Prod.apply(x, parse_dims(dim, x.shape, "prod"), keepdim)
 
 
 # --------------------------------------------------------------------------------------- var and std
@@ -366,17 +230,17 @@ class Variance(Function):
 
     @staticmethod
     def forward(ctx, x, dims, keepdim, correction, root, whole):
-        shape = _prepare(ctx, x, dims, keepdim)
+        shape = prepare(ctx, x, dims, keepdim)
         ctx.whole = whole
         device = DEVICES[x.device]
-        folded = _fold(x, dims)
+        folded = fold(x, dims)
         outer, reduced, inner = folded.shape
         center = device.empty((outer, inner), folded.dtype)
         out = device.empty((outer, inner), folded.dtype)
-        device.call("variance", folded, float(correction), center, out, work=_work(folded))
+        device.call("variance", folded, float(correction), center, out, work=work(folded))
         if root:
             device.map("sqrt", out, out)
-        result = _wrap(out, shape, x.device)
+        result = wrap(out, shape, x.device)
         ctx.center = _unfold(center.reshape(outer, 1, inner), ctx.kept_shape, dims)
         ctx.degrees = reduced - correction
         ctx.root = root
@@ -410,7 +274,7 @@ def _variance(x, dim, unbiased, keepdim, correction, op):
         correction = 0 if unbiased is False else 1
     if x._data.dtype.kind != "f":
         raise RuntimeError(f"{op}: std and var only support floating point dtypes, got {x.dtype}")
-    dims = _dims(dim, x.shape, op)
+    dims = parse_dims(dim, x.shape, op)
     return Variance.apply(x, dims, keepdim, correction, op == "std", dim is None or x.ndim == 0)
 
 
@@ -422,38 +286,3 @@ def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
 def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
     """The square root of `var` with the same arguments."""
     return _variance(x, dim, unbiased, keepdim, correction, "std")
-
-
-# ------------------------------------------------------------------------------------ argmax, argmin
-
-
-def _arg_extreme(x, dim, keepdim, op):
-    if x._data.dtype.kind == "b":
-        raise TypeError(f"{op}(): bool tensors are not supported; convert with x.long()")
-    device = DEVICES[x.device]
-    if dim is None:
-        if x._data.size == 0:
-            raise IndexError(f"{op}(): expected reduction dim to be specified for an empty input (shape "
-                             f"{tuple(x.shape)}); pass dim=")
-        array = x._data if x._data.flags.c_contiguous else device.copy(x._data)
-        folded = array.reshape(1, -1, 1)
-        shape = (1,) * x.ndim if keepdim else ()
-    else:
-        axis = _single_dim(x, dim, op)
-        folded = _fold(x, (axis,))
-        shape = _result_shape(x.shape, (axis,) if x.ndim else (), keepdim)
-    outer, inner = folded.shape[0], folded.shape[2]
-    values = device.empty((outer, inner), folded.dtype)
-    indices = device.empty((outer, inner), dtypes.int64)
-    device.call(op[3:] + "_with_indices", folded, values, indices, work=_work(folded))
-    return _wrap(indices, shape, x.device)
-
-
-def argmax(x, dim=None, keepdim=False):
-    """The index of the largest element (of the flattened tensor for dim None): first of ties; NaN wins."""
-    return _arg_extreme(x, dim, keepdim, "argmax")
-
-
-def argmin(x, dim=None, keepdim=False):
-    """The index of the smallest element (of the flattened tensor for dim None): first of ties; NaN wins."""
-    return _arg_extreme(x, dim, keepdim, "argmin")

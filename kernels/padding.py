@@ -1,14 +1,12 @@
-"""Movement kernels: the gathers of reflect, replicate and circular padding and their deterministic adjoints.
-
-Views (reshape, transpose, slicing) need no kernel. A padded tensor is viewed as (batch, depth, height,
-width) with up to three padded dimensions; each padded dimension has an index map `output position ->
-input position`, so the forward is a gather and the backward sums, per input element, the gradient of
-every output element that read it.
-"""
+"""Padding kernels: the gathers of reflect, replicate and circular padding and their deterministic adjoints."""
 
 from numba import prange
 
 from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
+
+# A padded tensor is viewed as (batch, depth, height, width) with up to three padded dimensions; each padded
+# dimension has an index map `output position -> input position`, so the forward is a gather and the
+# backward sums, per input element, the gradient of every output element that read it.
 
 
 @parallel_cpu_kernel

@@ -1,0 +1,34 @@
+"""The extreme-value kernels called directly, serial and parallel variants, on (outer, reduced, inner) arrays."""
+
+import numpy as np
+import pytest
+from test_kernels_reduce import VARIANTS, _data
+
+from nbprop.kernels import extrema
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("shape", [(2, 5, 1), (3, 4, 130), (1, 70_000, 1), (4, 1, 3)])
+def test_max_min_with_indices_take_the_first_tie_and_nan(variant, shape):
+    x = np.round(_data(shape))  # many ties
+    x.reshape(-1)[::17] = np.nan if shape[1] > 1 else 0.0
+    for name, numpy_values, numpy_indices in [("max", np.max, np.argmax), ("min", np.min, np.argmin)]:
+        kernel = getattr(getattr(extrema, f"{name}_with_indices"), variant)
+        values = np.empty((shape[0], shape[2]))
+        indices = np.empty((shape[0], shape[2]), np.int64)
+        kernel(x, values, indices)
+        np.testing.assert_array_equal(values, numpy_values(x, axis=1))  # NaN equals NaN here
+        np.testing.assert_array_equal(indices, numpy_indices(x, axis=1))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_index_backward_writes_the_gradient_at_the_index(variant):
+    grad_output = _data((3, 4))
+    indices = np.array([[0, 2, 1, 2], [1, 1, 0, 0], [2, 0, 2, 1]], np.int64)
+    grad_input = np.full((3, 3, 4), np.nan)
+    getattr(extrema.index_backward, variant)(grad_output, indices, grad_input)
+    expected = np.zeros((3, 3, 4))
+    for o in range(3):
+        for i in range(4):
+            expected[o, indices[o, i], i] = grad_output[o, i]
+    np.testing.assert_array_equal(grad_input, expected)
