@@ -91,7 +91,7 @@ class Function:
         record = False
         if recording.enabled:
             for argument in args:
-                if argument.__class__ is Tensor and argument.requires_grad:
+                if isinstance(argument, Tensor) and argument.requires_grad:
                     record = True
                     break
         if not record:
@@ -102,7 +102,7 @@ class Function:
         needs_input_grad = []
         next_edges = []
         for argument in args:
-            if argument.__class__ is Tensor and argument.requires_grad:
+            if isinstance(argument, Tensor) and argument.requires_grad:
                 needs_input_grad.append(True)
                 node = argument.grad_fn
                 next_edges.append(argument if node is None else (node, argument._output_index))
@@ -118,7 +118,7 @@ class Function:
         finally:
             recording.enabled = True
 
-        if outputs.__class__ is Tensor:
+        if isinstance(outputs, Tensor):
             ctx.output_count = 1
             _attach(outputs, ctx, 0)
             return outputs

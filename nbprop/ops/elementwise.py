@@ -18,7 +18,7 @@ def _map(name, first, *others, dtype=None):
     device = DEVICES[first.device]
     out = np.empty(data.shape, data.dtype if dtype is None else dtype) if device.name == "cpu" \
         else device.empty(data.shape, data.dtype if dtype is None else dtype)
-    device.map(name, data, *[o._data if o.__class__ is Tensor else o for o in others], out)
+    device.map(name, data, *[o._data if isinstance(o, Tensor) else o for o in others], out)
     return Tensor._make(out, None, first.device)
 
 
@@ -29,8 +29,8 @@ def scalar_tensor(value, dtype, shape):
 
 def _operands(a, b, op):
     """Two tensors of one shape and dtype from tensors and numbers, by PyTorch's promotion and broadcast."""
-    if a.__class__ is Tensor:
-        if b.__class__ is Tensor:
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
             if a._data.dtype is not b._data.dtype:
                 dtype = dtypes.promote(a._data.dtype, b._data.dtype)
                 a, b = a.to(dtype), b.to(dtype)
@@ -43,7 +43,7 @@ def _operands(a, b, op):
         if isinstance(b, numbers.Number):
             dtype = dtypes.promote_scalar(a._data.dtype, b)
             return a.to(dtype), scalar_tensor(b, dtype, a._data.shape)
-    elif b.__class__ is Tensor and isinstance(a, numbers.Number):
+    elif isinstance(b, Tensor) and isinstance(a, numbers.Number):
         dtype = dtypes.promote_scalar(b._data.dtype, a)
         return scalar_tensor(a, dtype, b._data.shape), b.to(dtype)
     raise TypeError(f"{op}: unsupported operand types {type(a).__name__} and {type(b).__name__}")

@@ -171,7 +171,7 @@ class Matmul(Function):
 
 def _operands(a, b, op):
     """Tensors of one dtype (PyTorch raises on mixed dtypes; nbprop promotes, as for elementwise ops)."""
-    if a.__class__ is not Tensor or b.__class__ is not Tensor:
+    if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"{op}: expects two Tensors, got {type(a).__name__} and {type(b).__name__}")
     if a.device != b.device:
         raise RuntimeError(f"{op}: tensors on different devices, {a.device} and {b.device}")
@@ -196,7 +196,7 @@ def matmul(a, b):
 
 def mm(a, b):
     """torch.mm: the product of two matrices, (n, k) @ (k, m) -> (n, m); no broadcasting."""
-    if a.__class__ is Tensor and b.__class__ is Tensor and (a.ndim != 2 or b.ndim != 2):
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and (a.ndim != 2 or b.ndim != 2):
         raise RuntimeError(f"mm: expects two 2-D tensors, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     a, b = _operands(a, b, "mm")
     a_matrix, b_matrix, batch, result = _plan(a.shape, b.shape, "mm")
@@ -206,7 +206,7 @@ def mm(a, b):
 def bmm(a, b):
     """torch.bmm: batched matrix products (batch, n, k) @ (batch, k, m) -> (batch, n, m); equal batch sizes,
     no broadcasting."""
-    if a.__class__ is Tensor and b.__class__ is Tensor and (a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]):
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and (a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]):
         raise RuntimeError(f"bmm: expects two 3-D tensors with equal batch sizes, got shapes {tuple(a.shape)} "
                            f"and {tuple(b.shape)}")
     a, b = _operands(a, b, "bmm")

@@ -38,7 +38,7 @@ class _Rows:
 
 
 def _floating_input(x, op):
-    if x.__class__ is not Tensor:
+    if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expects a Tensor, got {type(x).__name__}")
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: not implemented for {x.dtype} tensors (PyTorch: not implemented for "
@@ -132,7 +132,7 @@ def logsumexp(x, dim, keepdim=False):
     """log(sum(exp(x))) over `dim` (an int or a tuple of ints; () reduces every dimension), computed stably:
     all -inf (or an empty reduction) gives -inf, +inf gives +inf. Integer inputs are computed in the default
     float dtype, as in PyTorch."""
-    if x.__class__ is not Tensor:
+    if not isinstance(x, Tensor):
         raise TypeError(f"logsumexp: expects a Tensor, got {type(x).__name__}")
     if x.dtype.kind != "f":
         x = x.to(dtypes.get_default_dtype())
