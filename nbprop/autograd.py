@@ -33,6 +33,16 @@ class Context:
         self._saved = tensors
         self._saved_versions = tuple(None if t is None else t._version_counter[0] for t in tensors)
 
+    def copy_saved_sharing(self, version_counter):
+        """Keep copies of the saved tensors whose storage (seen by its `version_counter`) is to be overwritten."""
+        if not any(saved is not None and saved._version_counter is version_counter for saved in self._saved):
+            return
+        self.save_for_backward(*(
+            Tensor._make(DEVICES[saved.device].copy(saved._data), None, saved.device)
+            if saved is not None and saved._version_counter is version_counter else saved
+            for saved in self._saved
+        ))
+
     @property
     def saved_tensors(self):
         if self._freed:

@@ -55,22 +55,6 @@ def copy_source(target, source):
     return Overwrite.apply(target, source)
 
 
-def _keep_old_values(node, target):
-    """Let `node` keep a copy of `target`'s values where it saved them, since they are about to be overwritten.
-
-    The gradients of mul_, div_, clamp_ ... need the values before the write (PyTorch saves `original_self`).
-    """
-    counter = target._version_counter
-    if not any(saved is not None and saved._version_counter is counter for saved in node._saved):
-        return
-    node._saved = tuple(
-        Tensor._make(DEVICES[saved.device].copy(saved._data), device=saved.device)
-        if saved is not None and saved._version_counter is counter else saved
-        for saved in node._saved
-    )
-    node._saved_versions = tuple(None if saved is None else saved._version_counter[0] for saved in node._saved)
-
-
 def in_place(target, result, op):
     """Write `result` into `target`'s storage, bump its version and let `target` take result's tape node."""
     if result.shape != target.shape:
@@ -79,8 +63,9 @@ def in_place(target, result, op):
     if result.dtype.kind == "f" and target.dtype.kind != "f":
         raise RuntimeError(f"{op}: the {result.dtype} result cannot be written into a {target.dtype} tensor")
     check_writable(target, op, result.requires_grad)
-    if result.grad_fn is not None and result.grad_fn._saved:
-        _keep_old_values(result.grad_fn, target)
+    if result.grad_fn is not None:
+        # mul_, div_, clamp_ ... need target's values from before the write (PyTorch saves `original_self`).
+        result.grad_fn.copy_saved_sharing(target._version_counter)
     target._data[...] = result._data
     target._version_counter[0] += 1
     if result.grad_fn is not None:
