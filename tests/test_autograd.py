@@ -1,6 +1,5 @@
 """The tape: accumulation, shared inputs, long chains, freed graphs, in-place checks, grad modes, Functions."""
 
-import time
 
 import numpy as np
 import pytest
@@ -61,17 +60,14 @@ def test_diamond_graph_with_many_reuses():
     assert_close(x.grad, [26.0])
 
 
-def test_long_chain_backward_is_iterative_and_fast():
+def test_long_chain_backward_is_iterative():
     x = leaf([1.0])
     y = x
-    start = time.perf_counter()
     for _ in range(100_000):
         y = y + 1.0
-    y.backward(_ones(1))
-    elapsed = time.perf_counter() - start
+    y.backward(_ones(1))  # no recursion: a recursive walk would pass Python's limit long before
     assert_close(x.grad, [1.0])
     assert_close(y, [100_001.0])
-    assert elapsed < 30, f"100,000 ops forward and backward took {elapsed:.1f} s"
 
 
 def test_unused_branch_gets_no_gradient_and_non_requiring_inputs_stay_none():
