@@ -12,6 +12,7 @@ Numba then knows the indices are non-negative, skips wraparound code and vectori
 import numpy as np
 from numba import prange
 
+from nbprop.kernels import scalar
 from nbprop.kernels._jit import parallel_cpu_kernel, scalar_function
 
 # Inner columns handled by one work item: long enough for contiguous vector loads, short enough to share.
@@ -31,6 +32,50 @@ def item_position(item, chunks, blocks, chunk, reduced, inner):
     return outer_index, chunk_index, start, stop, first_column, width
 
 
+@scalar_function
+def block_count(inner):
+    """The number of blocks of up to BLOCK columns that `inner` columns are cut into."""
+    return (inner + BLOCK - 1) // BLOCK
+
+
+@scalar_function
+def chunk_item_count(x, out):
+    """The number of work items of a chunk kernel: outer indices x chunks (out.shape[1]) x column blocks."""
+    return x.shape[0] * out.shape[1] * block_count(x.shape[2])
+
+
+@scalar_function
+def chunk_item(x, chunk, out, item):
+    """Work item `item` of a chunk kernel: its outer index, chunk index, first column and width, and its rows
+    x[o, c * chunk:(c + 1) * chunk]."""
+    blocks = block_count(x.shape[2])
+    o, c, start, stop, first, width = item_position(item, out.shape[1], blocks, chunk, x.shape[1], x.shape[2])
+    return o, c, first, width, x[o, start:stop]
+
+
+@scalar_function
+def accumulate_chunks(x, chunk, product, out):
+    """out[o, c, i] = product (where `product`) or sum of x[o, c * chunk:(c + 1) * chunk, i]; empty: 1 or 0.
+
+    The body of sum_chunks and prod_chunks (inlined: its prange runs in parallel in their parallel variant).
+    """
+    for item in prange(chunk_item_count(x, out)):
+        o, c, first, width, block = chunk_item(x, chunk, out, item)
+        if x.shape[2] == 1:
+            total = out.dtype.type(1 if product else 0)
+            for j in range(block.shape[0]):
+                total = scalar.accumulate(total, block[j, 0], product)
+            out[o, c, 0] = total
+            continue
+        target = out[o, c, first:first + width]
+        for k in range(width):
+            target[k] = 1 if product else 0
+        for j in range(block.shape[0]):
+            row = block[j, first:first + width]
+            for k in range(width):
+                target[k] = scalar.accumulate(target[k], row[k], product)
+
+
 @parallel_cpu_kernel
 def sum_chunks(x, chunk, out):
     """out[o, c, i] = sum of x[o, c * chunk:(c + 1) * chunk, i].
@@ -38,49 +83,13 @@ def sum_chunks(x, chunk, out):
     x: (outer, reduced, inner) float32/float64/int64, C-contiguous. out: (outer, ceil(reduced / chunk) or 1,
     inner) float64 (for float x: float32 sums accumulate in float64) or int64. An empty range sums to 0.
     """
-    reduced, inner = x.shape[1], x.shape[2]
-    chunks = out.shape[1]
-    blocks = (inner + BLOCK - 1) // BLOCK
-    for item in prange(x.shape[0] * chunks * blocks):
-        o, c, start, stop, first, width = item_position(item, chunks, blocks, chunk, reduced, inner)
-        block = x[o, start:stop]
-        if inner == 1:
-            total = out.dtype.type(0)
-            for j in range(block.shape[0]):
-                total += block[j, 0]
-            out[o, c, 0] = total
-            continue
-        target = out[o, c, first:first + width]
-        for k in range(width):
-            target[k] = 0
-        for j in range(block.shape[0]):
-            row = block[j, first:first + width]
-            for k in range(width):
-                target[k] += row[k]
+    accumulate_chunks(x, chunk, False, out)
 
 
 @parallel_cpu_kernel
 def prod_chunks(x, chunk, out):
     """out[o, c, i] = product of x[o, c * chunk:(c + 1) * chunk, i]; shapes and dtypes as `sum_chunks`; empty: 1."""
-    reduced, inner = x.shape[1], x.shape[2]
-    chunks = out.shape[1]
-    blocks = (inner + BLOCK - 1) // BLOCK
-    for item in prange(x.shape[0] * chunks * blocks):
-        o, c, start, stop, first, width = item_position(item, chunks, blocks, chunk, reduced, inner)
-        block = x[o, start:stop]
-        if inner == 1:
-            total = out.dtype.type(1)
-            for j in range(block.shape[0]):
-                total *= block[j, 0]
-            out[o, c, 0] = total
-            continue
-        target = out[o, c, first:first + width]
-        for k in range(width):
-            target[k] = 1
-        for j in range(block.shape[0]):
-            row = block[j, first:first + width]
-            for k in range(width):
-                target[k] *= row[k]
+    accumulate_chunks(x, chunk, True, out)
 
 
 @parallel_cpu_kernel
@@ -91,7 +100,7 @@ def variance(x, correction, mean, out):
     passes in float64, the mean refined by the mean deviation, so constant data gives exactly 0.
     """
     reduced, inner = x.shape[1], x.shape[2]
-    blocks = (inner + BLOCK - 1) // BLOCK
+    blocks = block_count(inner)
     degrees = max(0.0, reduced - correction)
     for item in prange(x.shape[0] * blocks):
         o, _, _, _, first, width = item_position(item, 1, blocks, reduced, reduced, inner)

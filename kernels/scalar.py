@@ -83,3 +83,17 @@ def minimum_derivative(a, b):
     if a == b:
         return 0.5
     return 1.0
+
+
+@scalar_function
+def improves(value, best, largest):
+    """Whether `value` replaces `best` as the running maximum (largest) or minimum: it is strictly beyond
+    it, so the first of ties stays, or it is NaN, so a NaN anywhere makes the extreme NaN.
+    """
+    return (value > best if largest else value < best) or math.isnan(value)
+
+
+@scalar_function
+def accumulate(total, value, product):
+    """A running product (where `product`) or sum, advanced by one value."""
+    return total * value if product else total + value

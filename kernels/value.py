@@ -129,6 +129,21 @@ def node_gradients(code, grad_output, first, second, constant, result):
     return 0.0, 0.0  # LEAF: nothing below it
 
 
+@scalar_function
+def send_gradients(node, code, left, right, constant, values, grads):
+    """Add to the gradients of the operands `left` and `right` of node `node` (op `code`) what the node sends
+    them from grads[node]; a leaf sends nothing.
+
+    The caller reads the tape's columns: passing them in as arrays made replay_gradients 2.4x slower
+    (reference counting inside the loop, measured).
+    """
+    if code != LEAF:
+        to_first, to_second = node_gradients(code, grads[node], values[left], values[right], constant, values[node])
+        grads[left] += to_first
+        if code <= LAST_BINARY:
+            grads[right] += to_second
+
+
 @cpu_kernel
 def tape_forward(codes, lefts, rights, constants, values, start, stop):
     """values[start:stop] = the values of nodes start..stop-1 (earlier values must be computed).
@@ -171,16 +186,7 @@ def tape_backward(codes, lefts, rights, constants, values, grads, reached, root)
     for node in range(root, lowest - 1, -1):
         if reached[node]:
             reached[node] = 0
-            code = codes[node]
-            if code != LEAF:
-                left = lefts[node]
-                right = rights[node]
-                to_first, to_second = node_gradients(
-                    code, grads[node], values[left], values[right], constants[node], values[node]
-                )
-                grads[left] += to_first
-                if code <= LAST_BINARY:
-                    grads[right] += to_second
+            send_gradients(node, codes[node], lefts[node], rights[node], constants[node], values, grads)
 
 
 @cpu_kernel
@@ -261,16 +267,7 @@ def replay_gradients(codes, lefts, rights, constants, outputs, fixed_values, inp
                 results[sample, index] = values[outputs[index]]
                 grads[outputs[index]] += grad_outputs[sample, index]
             for node in range(node_count - 1, first_operation - 1, -1):
-                code = codes[node]
-                if code != LEAF:
-                    left = lefts[node]
-                    right = rights[node]
-                    to_first, to_second = node_gradients(
-                        code, grads[node], values[left], values[right], constants[node], values[node]
-                    )
-                    grads[left] += to_first
-                    if code <= LAST_BINARY:
-                        grads[right] += to_second
+                send_gradients(node, codes[node], lefts[node], rights[node], constants[node], values, grads)
             for index in range(input_count):
                 input_grads[sample, index] = grads[fixed + index]
             for node in range(fixed):

@@ -14,6 +14,7 @@ from nbprop.dtypes import (
 from nbprop.dtypes import float32 as float  # noqa: A004 - PyTorch's alias
 from nbprop.functional import *  # noqa: F403 - the torch.<op> function forms
 from nbprop.gradcheck import GradcheckError, gradcheck
+from nbprop.io import load, save
 from nbprop.random import initial_seed, manual_seed
 from nbprop.value import Value
 from nbprop.warmup import warmup

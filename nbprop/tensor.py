@@ -257,14 +257,4 @@ def _wrap_dim(dim, ndim, op):
 
 # The ops import Tensor from this module, so they come after it; TensorOperators reaches them as ops.<family>.
 from nbprop import autograd  # noqa: E402
-from nbprop.ops import (  # noqa: E402, F401
-    broadcast,
-    elementwise,
-    extrema,
-    indexing,
-    inplace,
-    matmul,
-    movement,
-    reduce,
-    softmax,
-)
+from nbprop.ops import broadcast, elementwise, extrema, indexing, inplace, matmul, movement, reduce, softmax  # noqa: E402, F401

@@ -12,11 +12,11 @@ from nbprop.kernels import extrema
 def test_max_min_with_indices_take_the_first_tie_and_nan(variant, shape):
     x = np.round(_data(shape))  # many ties
     x.reshape(-1)[::17] = np.nan if shape[1] > 1 else 0.0
-    for name, numpy_values, numpy_indices in [("max", np.max, np.argmax), ("min", np.min, np.argmin)]:
-        kernel = getattr(getattr(extrema, f"{name}_with_indices"), variant)
+    kernel = getattr(extrema.extreme_with_indices, variant)
+    for largest, numpy_values, numpy_indices in [(True, np.max, np.argmax), (False, np.min, np.argmin)]:
         values = np.empty((shape[0], shape[2]))
         indices = np.empty((shape[0], shape[2]), np.int64)
-        kernel(x, values, indices)
+        kernel(x, largest, values, indices)
         np.testing.assert_array_equal(values, numpy_values(x, axis=1))  # NaN equals NaN here
         np.testing.assert_array_equal(indices, numpy_indices(x, axis=1))
 

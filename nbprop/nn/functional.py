@@ -1,7 +1,26 @@
-"""torch.nn.functional's forms of the ops nbprop has: activations, softmax family and pad."""
+"""torch.nn.functional's forms: activations, softmax family, linear layers, dropout, norms, losses, pad."""
 
-from nbprop.ops.elementwise import relu, sigmoid, tanh
+from nbprop.ops.activation import elu, gelu, hardtanh, leaky_relu, relu, selu, silu, softplus
+from nbprop.ops.elementwise import sigmoid, tanh
+from nbprop.ops.linear import bilinear, dropout, embedding, linear
+from nbprop.ops.loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
+from nbprop.ops.norm import batch_norm, group_norm, layer_norm, rms_norm
 from nbprop.ops.padding import pad
 from nbprop.ops.softmax import log_softmax, logsumexp, softmax
 
-__all__ = ["log_softmax", "logsumexp", "pad", "relu", "sigmoid", "softmax", "tanh"]
+__all__ = [
+    "batch_norm", "bilinear", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
+    "dropout", "elu", "embedding", "gelu", "group_norm", "hardtanh", "huber_loss", "kl_div", "l1_loss",
+    "layer_norm", "leaky_relu", "linear", "log_softmax", "logsumexp", "mse_loss", "nll_loss", "pad", "relu",
+    "rms_norm", "selu", "sigmoid", "silu", "smooth_l1_loss", "softmax", "softplus", "tanh",
+]

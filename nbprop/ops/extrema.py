@@ -52,14 +52,10 @@ class ExtremeAlongDim(Function):
     """max/min along one dimension: (values, indices); the gradient goes to the chosen index."""
 
     @staticmethod
-    def forward(ctx, x, axis, keepdim, name):
+    def forward(ctx, x, axis, keepdim, largest):
         shape = prepare(ctx, x, (axis,) if x.ndim else (), keepdim)
-        device = DEVICES[x.device]
         folded = fold(x, (axis,))
-        outer, inner = folded.shape[0], folded.shape[2]
-        values = device.empty((outer, inner), folded.dtype)
-        indices = device.empty((outer, inner), dtypes.int64)
-        device.call(name, folded, values, indices, work=work(folded))
+        values, indices = _extreme_with_indices(DEVICES[x.device], folded, largest)
         ctx.folded_shape = folded.shape
         indices = wrap(indices, shape, x.device)
         ctx.save_for_backward(indices)
@@ -74,6 +70,15 @@ class ExtremeAlongDim(Function):
         device.call("index_backward", device.asarray(grad_values._data).reshape(outer, inner),
                 indices._data.reshape(outer, inner), grad_input, work=grad_input.size)
         return Tensor._make(grad_input.reshape(ctx.input_shape), device=grad_values.device), None, None, None
+
+
+def _extreme_with_indices(device, folded, largest):
+    """The maxima (largest) or minima along axis 1 of a folded (outer, reduced, inner) array, and their indices."""
+    outer, inner = folded.shape[0], folded.shape[2]
+    values = device.empty((outer, inner), folded.dtype)
+    indices = device.empty((outer, inner), dtypes.int64)
+    device.call("extreme_with_indices", folded, largest, values, indices, work=work(folded))
+    return values, indices
 
 
 def _comparable(x, op):
@@ -112,7 +117,7 @@ def _extreme(x, dim, keepdim, op):
         return Extreme.apply(x, tuple(range(x.ndim)), False, f"a{op}_chunks", True)
     axis = _single_dim(x, dim, op)
     result = max_result if op == "max" else min_result
-    return result(*ExtremeAlongDim.apply(x, axis, keepdim, f"{op}_with_indices"))
+    return result(*ExtremeAlongDim.apply(x, axis, keepdim, op == "max"))
 
 
 def max(x, dim=None, keepdim=False):
@@ -168,10 +173,7 @@ def _arg_extreme(x, dim, keepdim, op):
         axis = _single_dim(x, dim, op)
         folded = fold(x, (axis,))
         shape = _result_shape(x.shape, (axis,) if x.ndim else (), keepdim)
-    outer, inner = folded.shape[0], folded.shape[2]
-    values = device.empty((outer, inner), folded.dtype)
-    indices = device.empty((outer, inner), dtypes.int64)
-    device.call(op[3:] + "_with_indices", folded, values, indices, work=work(folded))
+    _, indices = _extreme_with_indices(device, folded, op == "argmax")
     return wrap(indices, shape, x.device)
 
 

@@ -257,6 +257,12 @@ def _is_legacy_empty(tensor):
     return tensor.ndim == 1 and tensor.shape[0] == 0
 
 
+def _check_is_tensor(tensor, index, op):
+    """Raise a TypeError naming `op` unless entry `index` of the sequence it joins is a Tensor."""
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{op}: expected a sequence of Tensors, got {type(tensor).__name__} at position {index}")
+
+
 def cat(tensors, dim=0):
     """Join tensors along an existing dimension `dim`; dtypes promote as in PyTorch; sizes must match
     except along `dim`; 1-d empty tensors are skipped."""
@@ -264,8 +270,7 @@ def cat(tensors, dim=0):
     if not tensors:
         raise ValueError("cat: expected a non-empty list of Tensors")
     for index, tensor in enumerate(tensors):
-        if not isinstance(tensor, Tensor):
-            raise TypeError(f"cat: expected a sequence of Tensors, got {type(tensor).__name__} at position {index}")
+        _check_is_tensor(tensor, index, "cat")
         if tensor.ndim == 0:
             raise RuntimeError(f"cat: zero-dimensional tensor (at position {index}) cannot be concatenated")
         if tensor.device != tensors[0].device:
@@ -296,8 +301,7 @@ def stack(tensors, dim=0):
     if not tensors:
         raise RuntimeError("stack: expects a non-empty TensorList")
     for index, tensor in enumerate(tensors):
-        if not isinstance(tensor, Tensor):
-            raise TypeError(f"stack: expected a sequence of Tensors, got {type(tensor).__name__} at position {index}")
+        _check_is_tensor(tensor, index, "stack")
         if tensor.shape != tensors[0].shape:
             raise RuntimeError(f"stack: expects each tensor to be equal size, but got {list(tensors[0].shape)} at "
                                f"entry 0 and {list(tensor.shape)} at entry {index}")

@@ -1,0 +1,358 @@
+"""Module: the base class of layers, with PyTorch's registry of parameters, buffers and sub-modules."""
+
+from collections import OrderedDict
+
+from nbprop import dtypes
+from nbprop.grad_mode import no_grad
+from nbprop.nn import state
+from nbprop.nn.parameter import Parameter
+from nbprop.tensor import Tensor
+
+
+class Module:
+    """Base class of every layer: subclasses call `super().__init__()`, assign Parameters and sub-Modules as
+    attributes (registered in assignment order), register buffers with `register_buffer`, and define
+    `forward`. Calling the module calls `forward`.
+    """
+
+    training: bool
+
+    def __init__(self, *args, **kwargs):
+        if args or kwargs:
+            raise TypeError(f"{type(self).__name__}.__init__() got unexpected arguments: Module.__init__ "
+                            "takes none; pass them to your subclass's own __init__")
+        setter = object.__setattr__
+        setter(self, "training", True)
+        setter(self, "_parameters", OrderedDict())
+        setter(self, "_buffers", OrderedDict())
+        setter(self, "_non_persistent_buffers_set", set())
+        setter(self, "_modules", OrderedDict())
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" '
+                                  "function")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------------------------------ registry
+
+    def _check_ready(self, what):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"cannot assign {what} before Module.__init__() call")
+
+    def register_parameter(self, name, param):
+        """Add `param` (a Parameter, or None for an absent optional one) under `name`."""
+        self._check_ready("parameter")
+        _check_name(name, self, "parameter", "_parameters")
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' "
+                            "(nbprop.nn.Parameter or None required)")
+        if param is not None and param.grad_fn is not None:
+            raise ValueError(f"cannot assign non-leaf Tensor to parameter '{name}'; compute it in forward() "
+                             "or wrap a detached copy in a Parameter")
+        self._parameters[name] = param
+
+    def register_buffer(self, name, tensor, persistent=True):
+        """Add a tensor that is state but not a parameter (e.g. running statistics); persistent buffers go
+        into `state_dict()`."""
+        self._check_ready("buffer")
+        _check_name(name, self, "buffer", "_buffers")
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' "
+                            "(nbprop Tensor or None required)")
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers_set.discard(name)
+        else:
+            self._non_persistent_buffers_set.add(name)
+
+    def add_module(self, name, module):
+        """Add a sub-module (or None) under `name`."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+        self._check_ready("child module")
+        _check_name(name, self, "module", "_modules")
+        self._modules[name] = module
+
+    register_module = add_module
+
+    def get_submodule(self, target):
+        """The sub-module at the dotted path `target` ('' is self)."""
+        module = self
+        for item in target.split(".") if target else ():
+            if item not in module._modules or module._modules[item] is None:
+                raise AttributeError(f"{type(module).__name__} has no submodule `{item}` (path {target!r})")
+            module = module._modules[item]
+        return module
+
+    def __setattr__(self, name, value):
+        parameters = self.__dict__.get("_parameters")
+        if isinstance(value, Parameter):
+            if parameters is None:
+                raise AttributeError("cannot assign parameters before Module.__init__() call")
+            _remove_from(self, name)
+            self.register_parameter(name, value)
+        elif parameters is not None and name in parameters:
+            if value is not None:
+                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' "
+                                "(nbprop.nn.Parameter or None expected)")
+            parameters[name] = None
+        elif isinstance(value, Module):
+            if parameters is None:
+                raise AttributeError("cannot assign module before Module.__init__() call")
+            _remove_from(self, name)
+            self._modules[name] = value
+        elif parameters is not None and name in self._modules:
+            if value is not None:
+                raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' "
+                                "(nbprop.nn.Module or None expected)")
+            self._modules[name] = None
+        elif parameters is not None and name in self._buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign '{type(value).__name__}' as buffer '{name}' "
+                                "(nbprop Tensor or None expected)")
+            self._buffers[name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: the registered parameters, buffers and modules.
+        state_dicts = self.__dict__
+        for registry in ("_parameters", "_buffers", "_modules"):
+            entries = state_dicts.get(registry)
+            if entries is not None and name in entries:
+                return entries[name]
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def __delattr__(self, name):
+        for registry in ("_parameters", "_buffers", "_modules"):
+            entries = self.__dict__.get(registry)
+            if entries is not None and name in entries:
+                del entries[name]
+                self._non_persistent_buffers_set.discard(name)
+                return
+        object.__delattr__(self, name)
+
+    def __dir__(self):
+        registered = set(self._parameters) | set(self._buffers) | set(self._modules)
+        return sorted(set(super().__dir__()) | registered)
+
+    # ----------------------------------------------------------------------------------- iteration
+
+    def _named_members(self, get_members, prefix="", recurse=True, remove_duplicate=True):
+        seen = set()
+        modules = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse \
+            else [(prefix, self)]
+        for module_prefix, module in modules:
+            for name, value in get_members(module):
+                if value is None or (remove_duplicate and id(value) in seen):
+                    continue
+                if remove_duplicate:
+                    seen.add(id(value))
+                yield (module_prefix + "." + name if module_prefix else name), value
+
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """(name, Parameter) pairs, each shared parameter once, in registration order."""
+        yield from self._named_members(lambda module: module._parameters.items(), prefix, recurse,
+                                       remove_duplicate)
+
+    def parameters(self, recurse=True):
+        for _, parameter in self.named_parameters(recurse=recurse):
+            yield parameter
+
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        yield from self._named_members(lambda module: module._buffers.items(), prefix, recurse,
+                                       remove_duplicate)
+
+    def buffers(self, recurse=True):
+        for _, buffer in self.named_buffers(recurse=recurse):
+            yield buffer
+
+    def named_children(self):
+        seen = set()
+        for name, module in self._modules.items():
+            if module is not None and id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
+
+    def children(self):
+        for _, module in self.named_children():
+            yield module
+
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """(dotted name, module) for self and every sub-module, depth first; each shared module once.
+
+        Iterative, so very deep nestings do not hit Python's recursion limit.
+        """
+        if memo is None:
+            memo = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if remove_duplicate:
+                if id(module) in memo:
+                    continue
+                memo.add(id(module))
+            yield name, module
+            children = [(name + "." + child_name if name else child_name, child)
+                        for child_name, child in module._modules.items() if child is not None]
+            stack.extend(reversed(children))
+
+    def modules(self):
+        for _, module in self.named_modules():
+            yield module
+
+    # ------------------------------------------------------------------------------------ modes
+
+    def train(self, mode=True):
+        """Set training mode (Dropout drops, BatchNorm uses batch statistics) on self and every sub-module."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
+        for module in self.modules():
+            object.__setattr__(module, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def requires_grad_(self, requires_grad=True):
+        for parameter in self.parameters():
+            parameter.requires_grad_(requires_grad)
+        return self
+
+    def zero_grad(self, set_to_none=True):
+        """Reset every parameter's gradient: to None (default) or to zeros in place."""
+        for parameter in self.parameters():
+            if parameter.grad is None:
+                continue
+            if set_to_none:
+                parameter.grad = None
+            else:
+                gradient = parameter.grad
+                if gradient.grad_fn is not None:
+                    gradient.detach_()
+                with no_grad():
+                    gradient.zero_()
+
+    def apply(self, fn):
+        """Call `fn` on every sub-module (children first) and then on self; returns self."""
+        for module in self.children():
+            module.apply(fn)
+        fn(self)
+        return self
+
+    # -------------------------------------------------------------------------------- conversion
+
+    def to(self, *args, **kwargs):
+        """`to(dtype)`, `to(device)`, `to(device, dtype)` or `to(tensor)`: converts floating parameters (in
+        place: the Parameter objects stay the same, so optimizers keep their references) and floating
+        buffers. Only the 'cpu' device exists now."""
+        dtype, device = _parse_to(args, kwargs)
+        if device is not None and device != "cpu":
+            raise RuntimeError(f"Module.to: device {device!r} is not available (only 'cpu')")
+        if dtype is None:
+            return self
+        if dtype.kind != "f":
+            raise TypeError(f"Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
+        return self._convert_floating(dtype)
+
+    def float(self):
+        return self._convert_floating(dtypes.float32)
+
+    def double(self):
+        return self._convert_floating(dtypes.float64)
+
+    def cpu(self):
+        return self
+
+    def _convert_floating(self, dtype):
+        for module in self.modules():
+            for parameter in module._parameters.values():
+                if parameter is None or parameter.dtype.kind != "f" or parameter.dtype == dtype:
+                    continue
+                parameter._data = parameter._data.astype(dtype)
+                parameter._version_counter[0] += 1
+                if parameter.grad is not None:
+                    parameter.grad = parameter.grad.detach().to(dtype)
+            for name, buffer in module._buffers.items():
+                if buffer is not None and buffer.dtype.kind == "f" and buffer.dtype != dtype:
+                    module._buffers[name] = buffer.detach().to(dtype)
+        return self
+
+    # -------------------------------------------------------------------------------- state dicts
+
+    def state_dict(self, destination=None, prefix="", keep_vars=False):
+        """An ordered dict of every parameter and persistent buffer under PyTorch's dotted keys, detached
+        (sharing storage) unless `keep_vars`."""
+        return state.state_dict(self, destination, prefix, keep_vars)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy values into the parameters and buffers in place (under no_grad, so optimizers keep their
+        references). Returns (missing_keys, unexpected_keys); raises RuntimeError naming the missing,
+        unexpected (when `strict`) and mis-shaped (always) keys. Values may be nbprop Tensors, NumPy arrays or
+        any array-like (a PyTorch state dict loads directly)."""
+        return state.load_state_dict(self, state_dict, strict)
+
+    # -------------------------------------------------------------------------------------- repr
+
+    def extra_repr(self):
+        """The layer's own settings for its repr (e.g. 'in_features=2, out_features=3, bias=True')."""
+        return ""
+
+    def _get_name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        extra_lines = self.extra_repr().split("\n") if self.extra_repr() else []
+        child_lines = [f"({name}): " + _add_indent(repr(module), 2) for name, module in self._modules.items()]
+        lines = extra_lines + child_lines
+        main = self._get_name() + "("
+        if lines:
+            if len(extra_lines) == 1 and not child_lines:
+                main += extra_lines[0]
+            else:
+                main += "\n  " + "\n  ".join(lines) + "\n"
+        return main + ")"
+
+
+def _add_indent(text, spaces):
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
+
+
+def _check_name(name, module, kind, registry):
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} name should be a string, got {type(name).__name__}")
+    if name == "":
+        raise KeyError(f'{kind} name can\'t be empty string ""')
+    if "." in name:
+        raise KeyError(f'{kind} name can\'t contain ".", got: {name}')
+    if hasattr(module, name) and name not in getattr(module, registry):
+        raise KeyError(f"attribute '{name}' already exists")
+
+
+def _remove_from(module, name):
+    """Forget `name` in every registry and as a plain attribute before it is registered anew."""
+    for registry in ("_parameters", "_buffers", "_modules"):
+        module.__dict__[registry].pop(name, None)
+    module._non_persistent_buffers_set.discard(name)
+    module.__dict__.pop(name, None)
+
+
+def _parse_to(args, kwargs):
+    """(dtype, device) from the arguments of Module.to."""
+    dtype, device = kwargs.pop("dtype", None), kwargs.pop("device", None)
+    kwargs.pop("non_blocking", None)
+    if kwargs:
+        raise TypeError(f"Module.to: unexpected keyword arguments {sorted(kwargs)}")
+    for argument in args:
+        if isinstance(argument, Tensor):
+            dtype, device = argument.dtype, argument.device
+        elif isinstance(argument, str) and argument not in dtypes._ALIASES:
+            device = argument
+        else:
+            dtype = argument
+    return (None if dtype is None else dtypes.as_dtype(dtype)), (None if device is None else str(device))

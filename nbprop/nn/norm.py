@@ -1,0 +1,235 @@
+"""Normalisation layers: BatchNorm1d/2d, LayerNorm, RMSNorm, GroupNorm with PyTorch's arguments and state dicts."""
+
+import numbers
+
+import numpy as np
+
+from nbprop import dtypes
+from nbprop.grad_mode import no_grad
+from nbprop.nn.module import Module
+from nbprop.nn.parameter import Parameter
+from nbprop.ops import norm
+from nbprop.tensor import Tensor
+
+
+def _dtype(dtype):
+    resolved = dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
+    if resolved.kind != "f":
+        raise TypeError(f"normalisation layers need a floating point dtype, got {resolved}")
+    return resolved
+
+
+def _check_device(layer, device):
+    if device not in (None, "cpu"):
+        raise RuntimeError(f"{layer}: device {device!r} is not available (only 'cpu')")
+
+
+def _filled(shape, value, dtype):
+    return Tensor._make(np.full(shape, value, dtype))
+
+
+def _check_size(layer, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{layer}: {name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+class _BatchNorm(Module):
+    """Shared by BatchNorm1d and BatchNorm2d: parameters weight/bias (C,), buffers running_mean,
+    running_var (C,) and num_batches_tracked (an int64 scalar), PyTorch's names and order."""
+
+    expected_dims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, device=None,
+                 dtype=None, *, bias=True):
+        super().__init__()
+        layer = type(self).__name__
+        _check_device(layer, device)
+        dtype = _dtype(dtype)
+        self.num_features = _check_size(layer, "num_features", num_features)
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = Parameter(_filled((self.num_features,), 1, dtype))
+            if bias:
+                self.bias = Parameter(_filled((self.num_features,), 0, dtype))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", _filled((self.num_features,), 0, dtype))
+            self.register_buffer("running_var", _filled((self.num_features,), 1, dtype))
+            self.register_buffer("num_batches_tracked", _filled((), 0, np.int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            with no_grad():
+                self.running_mean.zero_()
+                self.running_var.fill_(1)
+                self.num_batches_tracked.zero_()
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.affine:
+            with no_grad():
+                self.weight.fill_(1)
+                if self.bias is not None:
+                    self.bias.zero_()
+
+    def _check_input_dim(self, input):  # noqa: A002 - PyTorch's argument name
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{type(self).__name__}: expects a Tensor, got {type(input).__name__}")
+        if input.ndim not in self.expected_dims:
+            wanted = " or ".join(f"{dims}D" for dims in self.expected_dims)
+            raise ValueError(f"{type(self).__name__}: expected {wanted} input (got {input.ndim}D input)")
+        if input.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}: expected {self.num_features} channels (dimension 1) but got "
+                             f"input of shape {tuple(input.shape)}")
+
+    def forward(self, input):  # noqa: A002
+        """Training: batch statistics, and the running ones updated (momentum=None: a cumulative average over
+        num_batches_tracked batches). Eval: the running statistics (the batch's if none are tracked)."""
+        self._check_input_dim(input)
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            with no_grad():
+                self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked.item())
+        use_batch = self.training or (self.running_mean is None and self.running_var is None)
+        keep = not self.training or self.track_running_stats
+        return norm.batch_norm(input, self.running_mean if keep else None, self.running_var if keep else None,
+                               self.weight, self.bias, use_batch, factor, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) input, per channel C."""
+
+    expected_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) input, per channel C."""
+
+    expected_dims = (4,)
+
+
+def _normalized_shape(normalized_shape):
+    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+        return (int(normalized_shape),)
+    return tuple(int(size) for size in normalized_shape)
+
+
+class LayerNorm(Module):
+    """Normalise over the trailing `normalized_shape`; weight (ones) and bias (zeros) of that shape."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
+        super().__init__()
+        _check_device("LayerNorm", device)
+        dtype = _dtype(dtype)
+        self.normalized_shape = _normalized_shape(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(_filled(self.normalized_shape, 1, dtype))
+            if bias:
+                self.bias = Parameter(_filled(self.normalized_shape, 0, dtype))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self):
+        if self.elementwise_affine:
+            with no_grad():
+                self.weight.fill_(1)
+                if self.bias is not None:
+                    self.bias.zero_()
+
+    def forward(self, input):  # noqa: A002
+        return norm.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, " \
+            f"bias={self.bias is not None}"
+
+
+class RMSNorm(Module):
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing `normalized_shape`; eps=None: the dtype's epsilon."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None, dtype=None):
+        super().__init__()
+        _check_device("RMSNorm", device)
+        dtype = _dtype(dtype)
+        self.normalized_shape = _normalized_shape(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(_filled(self.normalized_shape, 1, dtype))
+        else:
+            self.register_parameter("weight", None)
+
+    def reset_parameters(self):
+        if self.elementwise_affine:
+            with no_grad():
+                self.weight.fill_(1)
+
+    def forward(self, input):  # noqa: A002
+        return norm.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class GroupNorm(Module):
+    """Normalise each of num_groups groups of channels per sample; per-channel weight (ones) and bias (zeros)."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None, *, bias=True):
+        super().__init__()
+        _check_device("GroupNorm", device)
+        dtype = _dtype(dtype)
+        num_channels = _check_size("GroupNorm", "num_channels", num_channels)
+        if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) or num_groups <= 0:
+            raise ValueError(f"GroupNorm: num_groups must be a positive integer, got {num_groups!r}")
+        if num_channels % num_groups != 0:
+            raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+        self.num_groups = int(num_groups)
+        self.num_channels = num_channels
+        self.eps = eps
+        self.affine = affine
+        if affine:
+            self.weight = Parameter(_filled((num_channels,), 1, dtype))
+            if bias:
+                self.bias = Parameter(_filled((num_channels,), 0, dtype))
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self):
+        if self.affine:
+            with no_grad():
+                self.weight.fill_(1)
+                if self.bias is not None:
+                    self.bias.zero_()
+
+    def forward(self, input):  # noqa: A002
+        return norm.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, " \
+            f"bias={self.bias is not None}"

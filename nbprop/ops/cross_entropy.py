@@ -1,0 +1,304 @@
+"""cross_entropy and nll_loss: log-softmax and NLL fused in one stable row kernel each way; loss arguments."""
+
+import warnings
+
+from nbprop import dtypes
+from nbprop.autograd import Function
+from nbprop.backend import DEVICES
+from nbprop.ops.broadcast import broadcast_shapes
+from nbprop.ops.softmax import _Rows
+from nbprop.tensor import Tensor
+
+REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+# ------------------------------------------------------------------------------------- argument checks
+
+
+def reduction_name(reduction, size_average, reduce, op):
+    """The reduction name, from PyTorch's deprecated size_average/reduce flags when either is given."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = ("mean" if size_average else "sum") if reduce else "none"
+        warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{reduction}' "
+                      "instead.", stacklevel=3)
+    if reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. Please use reduction='mean' instead.",
+                      stacklevel=3)
+        reduction = "mean"
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: {reduction} is not a valid value for reduction (expected 'none', 'mean' or 'sum')")
+    return reduction
+
+
+def apply_reduction(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    return loss.sum() if reduction == "sum" else loss
+
+
+def check_tensor(value, name, op):
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_floating(value, name, op):
+    if check_tensor(value, name, op).dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating point {name}, got a {value.dtype} tensor of shape "
+                           f"{tuple(value.shape)}")
+    return value
+
+
+def common_dtype(tensors):
+    """Floating tensors (or None) converted to their promoted dtype, as PyTorch's binary ops do."""
+    dtype = None
+    for tensor in tensors:
+        if tensor is not None:
+            dtype = tensor.dtype if dtype is None else dtypes.promote(dtype, tensor.dtype)
+    return [None if tensor is None else tensor.to(dtype) for tensor in tensors]
+
+
+def broadcast_weight(weight, shape, name, op):
+    """A weight that broadcasts to the input's `shape` without growing it (PyTorch's BCE rule)."""
+    check_floating(weight, name, op)
+    if broadcast_shapes(tuple(weight.shape), tuple(shape), op) != tuple(shape):
+        raise RuntimeError(f"{op}: {name} of shape {tuple(weight.shape)} does not broadcast to the input's shape "
+                           f"{tuple(shape)}")
+    return weight
+
+
+def _class_weight(weight, classes, dtype, device, op):
+    """The per-class weight array (ones when None), checked against the number of classes."""
+    if weight is None:
+        return DEVICES[device].full((classes,), 1, dtype)
+    check_tensor(weight, "weight", op)
+    if weight.ndim != 1 or weight.shape[0] != classes:
+        raise RuntimeError(f"{op}: weight tensor should be defined either for all {classes} classes or no classes "
+                           f"but got weight tensor of shape: {list(weight.shape)}")
+    if weight.dtype != dtype:
+        raise RuntimeError(f"{op}: expected a weight of the input's dtype {dtype}, got {weight.dtype}")
+    return DEVICES[device].asarray(weight._data)
+
+
+def _check_class_target(input, target, op):  # noqa: A002 - PyTorch's argument name
+    """PyTorch's nll_loss_nd checks of class-index targets against an input (C,), (N, C) or (N, C, d1, ...)."""
+    check_tensor(target, "target", op)
+    if target.dtype != dtypes.int64:
+        raise RuntimeError(f"{op}: expected target dtype to be Long (int64 class indices), but got {target.dtype} "
+                           f"(target shape {tuple(target.shape)}, input shape {tuple(input.shape)})")
+    if input.ndim == 1:
+        if target.ndim > 1:
+            raise RuntimeError(f"{op}: 0D or 1D target tensor expected, multi-target not supported (input "
+                               f"{tuple(input.shape)}, target {tuple(target.shape)})")
+        if target.ndim == 1 and target.shape[0] != 1:
+            raise ValueError(f"{op}: For 1D input, 1D target must have size 1, but got target size: "
+                             f"{target.shape[0]}")
+        return
+    batch = target.shape[0] if target.ndim else 0
+    if input.shape[0] != batch:
+        raise ValueError(f"{op}: Expected input batch_size ({input.shape[0]}) to match target batch_size "
+                         f"({batch}).")
+    if input.ndim == 2 and target.ndim != 1:
+        raise RuntimeError(f"{op}: 0D or 1D target tensor expected, multi-target not supported (input "
+                           f"{tuple(input.shape)}, target {tuple(target.shape)})")
+    expected = (input.shape[0],) + tuple(input.shape[2:])
+    if tuple(target.shape) != expected:
+        raise RuntimeError(f"{op}: Expected target size {list(expected)}, got {list(target.shape)} (input "
+                           f"{tuple(input.shape)})")
+
+
+def _class_input(input, op):  # noqa: A002
+    if check_floating(input, "input", op).ndim == 0:
+        raise ValueError(f"{op}: Expected 1 or more dimensions (got 0): the input is (C,), (N, C) or "
+                         "(N, C, d1, ...)")
+    return input
+
+
+# ------------------------------------------------------------------------------ fused row Functions
+
+
+def _rows_of(input):  # noqa: A002
+    """The input's layout with the class dimension (0 for (C,), else 1) moved last."""
+    return _Rows(input.shape, (0 if input.ndim == 1 else 1,))
+
+
+def _scalar_or_rows(grad_output, device):
+    return device.asarray(grad_output._data).reshape(-1)
+
+
+def _buffers(device, layout, dtype, store, reduction):
+    """exps (empty unless a backward needs them), row max, row total, row losses, totals, result."""
+    classes = layout.length
+    return (device.empty((layout.rows, classes) if store else (0, classes), dtype),
+            device.empty((layout.rows,), dtypes.float64), device.empty((layout.rows,), dtypes.float64),
+            device.empty((layout.rows,), dtype), device.empty((2,), dtypes.float64),
+            device.empty((0 if reduction == "none" else 1,), dtype))
+
+
+def _loss_tensor(reduction, row_loss, result, shape, device):
+    array = row_loss.reshape(shape) if reduction == "none" else result.reshape(())
+    return Tensor._make(array, device=device)
+
+
+def _raise_out_of_bounds(status, targets, classes, ignore_index, op):
+    row = int(status[0])
+    if row >= 0:
+        raise IndexError(f"{op}: Target {int(targets[row])} is out of bounds. (classes are 0 to {classes - 1}, "
+                         f"ignore_index={ignore_index})")
+
+
+class CrossEntropy(Function):
+    """log_softmax + nll_loss over class-index targets in one kernel each way."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, smoothing, reduction):  # noqa: A002
+        device = DEVICES[input.device]
+        layout = _rows_of(input)
+        rows = layout.to_rows(input._data, device)
+        targets = device.asarray(target._data).reshape(layout.rows)
+        weights = _class_weight(weight, layout.length, input.dtype, input.device, "cross_entropy")
+        exps, row_max, row_total, row_loss, totals, result = _buffers(
+            device, layout, rows.dtype, ctx.needs_input_grad[0], reduction)
+        status = device.empty((1,), dtypes.int64)
+        device.call("cross_entropy_forward", rows, targets, weights, ignore_index, smoothing, REDUCTIONS[reduction],
+                    exps, row_max, row_total, row_loss, totals, result, status, work=rows.size)
+        _raise_out_of_bounds(status, targets, layout.length, ignore_index, "cross_entropy")
+        ctx.save_for_backward(target, weight)
+        ctx.arrays = (targets, weights, exps, row_total, totals)
+        ctx.layout, ctx.options = layout, (ignore_index, smoothing, REDUCTIONS[reduction])
+        return _loss_tensor(reduction, row_loss, result, target.shape if input.ndim > 1 else (), input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 - raises if the target or weight was modified in place since forward
+        device = DEVICES[grad_output.device]
+        targets, weights, exps, row_total, totals = ctx.arrays
+        ignore_index, smoothing, reduction = ctx.options
+        out = device.empty(exps.shape, exps.dtype)
+        device.call("cross_entropy_backward", _scalar_or_rows(grad_output, device), targets, weights, ignore_index,
+                    smoothing, reduction, exps, row_total, totals, out, work=out.size)
+        return Tensor._make(ctx.layout.from_rows(out), device=grad_output.device), None, None, None, None, None
+
+
+class ProbabilityCrossEntropy(Function):
+    """log_softmax + the weighted dot with class-probability targets; gradients for input and target."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, smoothing, reduction):  # noqa: A002
+        device = DEVICES[input.device]
+        layout = _rows_of(input)
+        rows = layout.to_rows(input._data, device)
+        probabilities = layout.to_rows(target._data, device)
+        weights = _class_weight(weight, layout.length, input.dtype, input.device, "cross_entropy")
+        exps, row_max, row_total, row_loss, totals, result = _buffers(
+            device, layout, rows.dtype, ctx.needs_input_grad[0], reduction)
+        device.call("cross_entropy_probabilities_forward", rows, probabilities, weights, smoothing,
+                    REDUCTIONS[reduction], exps, row_max, row_total, row_loss, totals, result, work=rows.size)
+        ctx.save_for_backward(input, target, weight)
+        ctx.arrays = (rows, probabilities, weights, exps, row_max, row_total, totals)
+        ctx.layout, ctx.options = layout, (smoothing, REDUCTIONS[reduction])
+        shape = input.shape[:1] + input.shape[2:] if input.ndim > 1 else ()
+        return _loss_tensor(reduction, row_loss, result, shape, input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 - raises if an input was modified in place since forward
+        device = DEVICES[grad_output.device]
+        rows, probabilities, weights, exps, row_max, row_total, totals = ctx.arrays
+        smoothing, reduction = ctx.options
+        grad = _scalar_or_rows(grad_output, device)
+        grad_input = grad_target = None
+        if ctx.needs_input_grad[0]:
+            out = device.empty(rows.shape, rows.dtype)
+            device.call("cross_entropy_probabilities_backward", grad, probabilities, weights, smoothing, reduction,
+                        exps, row_total, totals, out, work=out.size)
+            grad_input = Tensor._make(ctx.layout.from_rows(out), device=grad_output.device)
+        if ctx.needs_input_grad[1]:
+            out = device.empty(rows.shape, rows.dtype)
+            device.call("cross_entropy_probabilities_backward_target", grad, rows, weights, smoothing, reduction,
+                        row_max, row_total, totals, out, work=out.size)
+            grad_target = Tensor._make(ctx.layout.from_rows(out), device=grad_output.device)
+        return grad_input, grad_target, None, None, None
+
+
+class NllLoss(Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, reduction):  # noqa: A002
+        device = DEVICES[input.device]
+        layout = _rows_of(input)
+        rows = layout.to_rows(input._data, device)
+        targets = device.asarray(target._data).reshape(layout.rows)
+        weights = _class_weight(weight, layout.length, input.dtype, input.device, "nll_loss")
+        _, _, _, row_loss, totals, result = _buffers(device, layout, rows.dtype, False, reduction)
+        status = device.empty((1,), dtypes.int64)
+        device.call("nll_loss_forward", rows, targets, weights, ignore_index, REDUCTIONS[reduction], row_loss, totals,
+                    result, status)
+        _raise_out_of_bounds(status, targets, layout.length, ignore_index, "nll_loss")
+        ctx.save_for_backward(target, weight)
+        ctx.arrays = (targets, weights, totals)
+        ctx.layout, ctx.options = layout, (ignore_index, REDUCTIONS[reduction])
+        return _loss_tensor(reduction, row_loss, result, target.shape if input.ndim > 1 else (), input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 - raises if the target or weight was modified in place since forward
+        device = DEVICES[grad_output.device]
+        targets, weights, totals = ctx.arrays
+        ignore_index, reduction = ctx.options
+        out = device.empty((ctx.layout.rows, ctx.layout.length), grad_output.dtype)
+        device.call("nll_loss_backward", _scalar_or_rows(grad_output, device), targets, weights, ignore_index,
+                    reduction, totals, out, work=out.size)
+        return Tensor._make(ctx.layout.from_rows(out), device=grad_output.device), None, None, None, None
+
+
+def _smoothing(label_smoothing, op):
+    if not isinstance(label_smoothing, (int, float)) or isinstance(label_smoothing, bool):
+        raise TypeError(f"{op}: label_smoothing must be a float, got {type(label_smoothing).__name__}")
+    if label_smoothing > 1.0:
+        raise RuntimeError(f"{op}: label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    return max(float(label_smoothing), 0.0)  # PyTorch ignores a negative smoothing
+
+
+def _ignore_index(ignore_index, op):
+    if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
+        raise TypeError(f"{op}: ignore_index must be an int, got {type(ignore_index).__name__}")
+    return ignore_index
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,  # noqa: A002
+                  reduction="mean", label_smoothing=0.0):
+    """Cross-entropy between logits `input` (C,), (N, C) or (N, C, d1, ...) and `target`: class indices
+    (int64 of shape (), (N,) or (N, d1, ...); rows whose class is `ignore_index` add nothing) or class
+    probabilities (floating, the input's shape). `weight` (C,) rescales each class; 'mean' divides by the
+    summed weights of the target classes (by the number of rows for probabilities). `label_smoothing` s mixes
+    the target with the uniform distribution: q = (1 - s) * target + s / C. Fused and stable: finite for any
+    finite logits, however large."""
+    op = "cross_entropy"
+    reduction = reduction_name(reduction, size_average, reduce, op)
+    _class_input(input, op)
+    smoothing = _smoothing(label_smoothing, op)
+    ignore_index = _ignore_index(ignore_index, op)
+    if isinstance(target, Tensor) and target.shape == input.shape:
+        if target.dtype.kind != "f":
+            raise RuntimeError(f"{op}: Expected floating point type for target with class probabilities, got "
+                               f"{target.dtype} (a target of the input's shape {tuple(input.shape)} holds class "
+                               "probabilities)")
+        if ignore_index >= 0:
+            raise RuntimeError(f"{op}: ignore_index is not supported for floating point target")
+        input, target = common_dtype([input, target])
+        return ProbabilityCrossEntropy.apply(input, target, weight, smoothing, reduction)
+    _check_class_target(input, target, op)
+    return CrossEntropy.apply(input, target, weight, ignore_index, smoothing, reduction)
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,  # noqa: A002
+             reduction="mean"):
+    """Negative log-likelihood: -weight[t] * input[n, t] for log-probabilities `input` (C,), (N, C) or
+    (N, C, d1, ...) and class indices `target`; 'mean' divides by the summed weights of the rows not ignored
+    (NaN when every row is ignored, as in PyTorch)."""
+    op = "nll_loss"
+    reduction = reduction_name(reduction, size_average, reduce, op)
+    _class_input(input, op)
+    _check_class_target(input, target, op)
+    return NllLoss.apply(input, target, weight, _ignore_index(ignore_index, op), reduction)

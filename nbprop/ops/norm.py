@@ -1,0 +1,324 @@
+"""torch.nn.functional's normalisations: batch_norm, layer_norm, rms_norm, group_norm (fused kernels/norm.py).
+
+Each op is one Function: the forward computes the statistics and the normalised output in fused kernels
+and keeps the statistics (float64) for the backward, which is one fused pass for the input gradient plus
+deterministic per-chunk sums for the weight and bias gradients.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+from nbprop.autograd import Function
+from nbprop.backend import DEVICES
+from nbprop.tensor import Tensor
+
+# Layer/RMS norm backward: the rows are cut into at most this many chunks, each summing its rows' weight
+# gradient terms into its own buffer. Fixed by the row count only, never by the thread count, so the
+# summation order (and every bit of the result) is the same on any machine.
+_WEIGHT_GRADIENT_CHUNKS = 64
+
+
+def _check_input(input, op, min_dims=0):  # noqa: A002 - PyTorch's argument name
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: expects a Tensor, got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: expects a floating point input, got {input.dtype}; convert with .float() first")
+    if input.ndim < min_dims:
+        raise ValueError(f"{op}: expects an input with at least {min_dims} dimensions (N, C, *), got shape "
+                         f"{tuple(input.shape)}")
+
+
+def _check_vector(tensor, name, shape, input, op):  # noqa: A002 - PyTorch's argument name
+    """Raise unless `tensor` is None or a tensor of `shape` and input's dtype (PyTorch requires both)."""
+    if tensor is None:
+        return
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(tensor).__name__}")
+    if tuple(tensor.shape) != tuple(shape):
+        raise RuntimeError(f"{op}: expected {name} of shape {tuple(shape)} for an input of shape "
+                           f"{tuple(input.shape)}, got {tuple(tensor.shape)}")
+    if tensor.dtype != input.dtype:
+        raise RuntimeError(f"{op}: expected {name} of dtype {input.dtype} like the input, got {tensor.dtype}")
+
+
+def _array(tensor, shape, fill, dtype, device):
+    """The tensor's data as a C-contiguous array of `shape`, or `fill` everywhere when the tensor is None."""
+    if tensor is None:
+        return device.full(shape, fill, dtype)
+    return device.asarray(tensor._data).reshape(shape)
+
+
+def _wrap(array, shape, device):
+    return Tensor._make(array.reshape(shape), device=device)
+
+
+# ---------------------------------------------------------------------------------------- batch norm
+
+
+class BatchNorm(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):  # noqa: A002
+        device = DEVICES[input.device]
+        samples, channels = input.shape[0], input.shape[1]
+        x = device.asarray(input._data).reshape(samples, channels, math.prod(input.shape[2:]))
+        mean, invstd = device.zeros((channels,), np.float64), device.zeros((channels,), np.float64)
+        if not training:
+            device.call("batch_norm_running_statistics", running_mean._data, running_var._data, float(eps), mean,
+                        invstd)
+        elif x.size:  # PyTorch leaves everything, the running statistics too, untouched for an empty batch
+            variance = device.empty((channels,), np.float64)
+            device.call("batch_norm_statistics", x, float(eps), mean, variance, invstd, work=x.size)
+            if running_mean is not None:
+                device.call("batch_norm_update_running", mean, variance, float(samples * x.shape[2]),
+                            float(momentum), running_mean._data, running_var._data)
+                running_mean._version_counter[0] += 1
+                running_var._version_counter[0] += 1
+        weight_array = _array(weight, (channels,), 1, x.dtype, device)
+        out = device.empty(x.shape, x.dtype)
+        device.call("batch_norm_normalize", x, mean, invstd, weight_array,
+                    _array(bias, (channels,), 0, x.dtype, device), out, work=x.size)
+        ctx.save_for_backward(input, weight)
+        ctx.statistics = (mean, invstd, bool(training))
+        return _wrap(out, input.shape, input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        mean, invstd, training = ctx.statistics
+        device = DEVICES[grad_output.device]
+        x = device.asarray(input._data).reshape(input.shape[0], input.shape[1], math.prod(input.shape[2:]))
+        dy = device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+        channels = x.shape[1]
+        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
+        sum_dy = sum_dy_xmu = grad_weight = grad_bias = None
+        if need_weight or need_bias or (need_input and training):
+            sum_dy, sum_dy_xmu = device.empty((channels,), np.float64), device.empty((channels,), np.float64)
+            grad_weight, grad_bias = device.empty((channels,), x.dtype), device.empty((channels,), x.dtype)
+            device.call("batch_norm_backward_reduce", dy, x, mean, invstd, sum_dy, sum_dy_xmu, grad_weight,
+                        grad_bias, work=x.size)
+        grad_input = None
+        if need_input:
+            if sum_dy is None:  # eval mode: the kernel does not read the sums
+                sum_dy = sum_dy_xmu = mean
+            out = device.empty(x.shape, x.dtype)
+            device.call("batch_norm_backward_input", dy, x, mean, invstd,
+                        _array(weight, (channels,), 1, x.dtype, device), sum_dy, sum_dy_xmu, training, out,
+                        work=x.size)
+            grad_input = _wrap(out, input.shape, grad_output.device)
+        return (grad_input,
+                _wrap(grad_weight, (channels,), grad_output.device) if need_weight else None,
+                _wrap(grad_bias, (channels,), grad_output.device) if need_bias else None,
+                None, None, None, None, None)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,  # noqa: A002
+               eps=1e-5):
+    """Normalise each channel (dimension 1) of `input` (N, C, *) to zero mean and unit variance, then scale
+    by `weight` and shift by `bias` ((C,) each, optional).
+
+    training=True: the batch's statistics (biased variance) are used, and `running_mean`/`running_var` (if
+    given) are updated in place: running = (1 - momentum) * running + momentum * statistic, with the
+    unbiased variance, as PyTorch. training=False: the running statistics are used and must be given.
+    """
+    _check_input(input, "batch_norm", 2)
+    channels = input.shape[1]
+    for tensor, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"),
+                         (bias, "bias")):
+        _check_vector(tensor, name, (channels,), input, "batch_norm")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("batch_norm: running_mean and running_var must both be given or both be None")
+    if not training and running_mean is None:
+        raise RuntimeError("batch_norm: running_mean and running_var must be defined in evaluation mode "
+                           "(training=False)")
+    if training:
+        values_per_channel = input.shape[0] * math.prod(input.shape[2:])
+        if values_per_channel == 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                             f"{tuple(input.shape)}")
+        if running_mean is not None and (running_mean.requires_grad or running_var.requires_grad):
+            raise RuntimeError("batch_norm: running_mean and running_var are updated in place and must not "
+                               "require grad")
+        if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool):
+            raise TypeError(f"batch_norm: momentum must be a number, got {type(momentum).__name__}")
+    return BatchNorm.apply(input, weight, bias, running_mean, running_var, bool(training), momentum, eps)
+
+
+# --------------------------------------------------------------------------------- layer and RMS norm
+
+
+def _normalized_shape(normalized_shape, input, op):  # noqa: A002 - PyTorch's argument name
+    if isinstance(normalized_shape, numbers.Integral) and not isinstance(normalized_shape, bool):
+        normalized_shape = (normalized_shape,)
+    normalized_shape = tuple(int(size) for size in normalized_shape)
+    count = len(normalized_shape)
+    if count == 0 or input.ndim < count or tuple(input.shape[input.ndim - count:]) != normalized_shape:
+        raise RuntimeError(f"{op}: Given normalized_shape={list(normalized_shape)}, expected input with shape "
+                           f"[*, {', '.join(str(size) for size in normalized_shape)}], but got input of size "
+                           f"{list(input.shape)}")
+    return normalized_shape
+
+
+def _chunks(rows):
+    return min(rows, _WEIGHT_GRADIENT_CHUNKS)
+
+
+class LayerNorm(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, length, eps):  # noqa: A002
+        device = DEVICES[input.device]
+        x = device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
+        statistics = device.zeros((x.shape[0], 2), np.float64)
+        out = device.empty(x.shape, x.dtype)
+        weight_array = _array(weight, (length,), 1, x.dtype, device)
+        if x.size:
+            device.call("layer_norm_forward", x, weight_array, _array(bias, (length,), 0, x.dtype, device),
+                        float(eps), statistics, out, work=x.size)
+        ctx.save_for_backward(input, weight)
+        ctx.statistics = statistics
+        ctx.length = length
+        return _wrap(out, input.shape, input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        device = DEVICES[grad_output.device]
+        length = ctx.length
+        x = device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
+        dy = device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+        out = device.empty(x.shape, x.dtype)
+        chunks = _chunks(x.shape[0])
+        partial_weight = device.zeros((chunks, length), np.float64)
+        partial_bias = device.zeros((chunks, length), np.float64)
+        if x.size:
+            device.call("layer_norm_backward", dy, x, ctx.statistics, _array(weight, (length,), 1, x.dtype, device),
+                        out, partial_weight, partial_bias, work=x.size)
+        gradients = [_wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None]
+        for partial, index in ((partial_weight, 1), (partial_bias, 2)):
+            gradient = None
+            if ctx.needs_input_grad[index]:
+                gradient = device.empty((length,), x.dtype)
+                device.call("sum_partials", partial, gradient)
+                gradient = _wrap(gradient, weight.shape, grad_output.device)
+            gradients.append(gradient)
+        return gradients[0], gradients[1], gradients[2], None, None
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
+    """Normalise over the last len(normalized_shape) dimensions (which must equal normalized_shape):
+    (x - mean) / sqrt(biased variance + eps) * weight + bias, weight and bias of normalized_shape."""
+    _check_input(input, "layer_norm")
+    normalized_shape = _normalized_shape(normalized_shape, input, "layer_norm")
+    _check_vector(weight, "weight", normalized_shape, input, "layer_norm")
+    _check_vector(bias, "bias", normalized_shape, input, "layer_norm")
+    return LayerNorm.apply(input, weight, bias, math.prod(normalized_shape), eps)
+
+
+class RmsNorm(Function):
+    @staticmethod
+    def forward(ctx, input, weight, length, eps):  # noqa: A002
+        device = DEVICES[input.device]
+        x = device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
+        statistics = device.zeros((x.shape[0],), np.float64)
+        out = device.empty(x.shape, x.dtype)
+        if x.size:
+            device.call("rms_norm_forward", x, _array(weight, (length,), 1, x.dtype, device), float(eps),
+                        statistics, out, work=x.size)
+        ctx.save_for_backward(input, weight)
+        ctx.statistics = statistics
+        ctx.length = length
+        return _wrap(out, input.shape, input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        device = DEVICES[grad_output.device]
+        length = ctx.length
+        x = device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
+        dy = device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+        out = device.empty(x.shape, x.dtype)
+        partial_weight = device.zeros((_chunks(x.shape[0]), length), np.float64)
+        if x.size:
+            device.call("rms_norm_backward", dy, x, ctx.statistics, _array(weight, (length,), 1, x.dtype, device),
+                        out, partial_weight, work=x.size)
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = device.empty((length,), x.dtype)
+            device.call("sum_partials", partial_weight, grad_weight)
+            grad_weight = _wrap(grad_weight, weight.shape, grad_output.device)
+        grad_input = _wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None
+        return grad_input, grad_weight, None, None
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):  # noqa: A002
+    """x / sqrt(mean(x^2) + eps) * weight over the last len(normalized_shape) dimensions; eps=None uses the
+    machine epsilon of the input's dtype, as PyTorch."""
+    _check_input(input, "rms_norm")
+    normalized_shape = _normalized_shape(normalized_shape, input, "rms_norm")
+    _check_vector(weight, "weight", normalized_shape, input, "rms_norm")
+    eps = float(np.finfo(input.dtype).eps) if eps is None else float(eps)
+    return RmsNorm.apply(input, weight, math.prod(normalized_shape), eps)
+
+
+# ---------------------------------------------------------------------------------------- group norm
+
+
+class GroupNorm(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, num_groups, eps):  # noqa: A002
+        device = DEVICES[input.device]
+        samples, channels = input.shape[0], input.shape[1]
+        per_group = channels // num_groups
+        x = device.asarray(input._data).reshape(samples * num_groups, per_group, math.prod(input.shape[2:]))
+        statistics = device.zeros((x.shape[0], 2), np.float64)
+        out = device.empty(x.shape, x.dtype)
+        if x.size:
+            device.call("group_norm_forward", x, _array(weight, (num_groups, per_group), 1, x.dtype, device),
+                        _array(bias, (num_groups, per_group), 0, x.dtype, device), float(eps), statistics, out,
+                        work=x.size)
+        ctx.save_for_backward(input, weight)
+        ctx.statistics = statistics
+        ctx.num_groups = num_groups
+        return _wrap(out, input.shape, input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        device = DEVICES[grad_output.device]
+        samples, channels = input.shape[0], input.shape[1]
+        num_groups = ctx.num_groups
+        per_group = channels // num_groups
+        x = device.asarray(input._data).reshape(samples * num_groups, per_group, math.prod(input.shape[2:]))
+        dy = device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+        out = device.empty(x.shape, x.dtype)
+        partial_weight = device.zeros((x.shape[0], per_group), np.float64)
+        partial_bias = device.zeros((x.shape[0], per_group), np.float64)
+        if x.size:
+            device.call("group_norm_backward", dy, x, ctx.statistics,
+                        _array(weight, (num_groups, per_group), 1, x.dtype, device), out, partial_weight,
+                        partial_bias, work=x.size)
+        gradients = [_wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None]
+        for partial, index in ((partial_weight, 1), (partial_bias, 2)):
+            gradient = None
+            if ctx.needs_input_grad[index]:
+                gradient = device.empty((channels,), x.dtype)
+                device.call("sum_partials", partial.reshape(samples, channels), gradient)
+                gradient = _wrap(gradient, (channels,), grad_output.device)
+            gradients.append(gradient)
+        return gradients[0], gradients[1], gradients[2], None, None
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):  # noqa: A002
+    """Split the C channels of `input` (N, C, *) into num_groups groups and normalise each (sample, group)
+    by its own mean and biased variance; then the per-channel affine weight and bias ((C,) each)."""
+    _check_input(input, "group_norm", 2)
+    if not isinstance(num_groups, numbers.Integral) or isinstance(num_groups, bool) or num_groups <= 0:
+        raise ValueError(f"group_norm: num_groups must be a positive int, got {num_groups!r}")
+    channels = input.shape[1]
+    if channels % num_groups:
+        raise RuntimeError(f"group_norm: Expected number of channels in input to be divisible by num_groups, "
+                           f"but got input of shape {list(input.shape)} and num_groups={num_groups}")
+    _check_vector(weight, "weight", (channels,), input, "group_norm")
+    _check_vector(bias, "bias", (channels,), input, "group_norm")
+    return GroupNorm.apply(input, weight, bias, int(num_groups), eps)

@@ -1,0 +1,204 @@
+"""An MLP 784-512-512-10 (ReLU, cross-entropy, SGD) train step: nbprop beside PyTorch and hand-written NumPy.
+
+Run: .venv/bin/python -m pytest tests/benchmarks/test_bench_mlp.py --benchmark-enable --benchmark-only
+One group per batch size (128 and 16) holds the three implementations of the same step: forward, backward
+and the SGD update, from the same float32 weights and data. The goals (nbprop no slower than NumPy at batch
+128, at least 2x faster than PyTorch at batch 16) are read off the medians, not asserted: timings on a
+shared machine are too noisy for a test. Each test first checks that its step computes the right loss.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import nbprop
+from nbprop.grad_mode import no_grad
+from nbprop.nn.container import Sequential
+from nbprop.nn.linear import Linear
+from nbprop.nn.module import Module
+from nbprop.ops.elementwise import relu
+
+LEARNING_RATE = 0.01
+# The issue's model at batch 128 and 16, and the small MLP of DESIGN.md's per-op overhead figures.
+CASES = [((784, 512, 512, 10), 128), ((784, 512, 512, 10), 16), ((64, 64, 10), 16)]
+CASE_IDS = ["784-512-512-10-batch128", "784-512-512-10-batch16", "64-64-10-batch16"]
+
+
+def _threads():
+    return int(os.environ.get("OMP_NUM_THREADS", "2"))
+
+
+def _group(sizes, batch):
+    return f"MLP {'-'.join(map(str, sizes))} SGD step, batch {batch}"
+
+
+def _data(sizes, batch):
+    generator = np.random.default_rng(1)
+    inputs = generator.standard_normal((batch, sizes[0]), dtype=np.float32)
+    targets = generator.integers(0, sizes[-1], batch)
+    return inputs, targets
+
+
+def _weights(sizes):
+    """PyTorch's default initialisation of the layers, drawn once and shared by all implementations."""
+    generator = np.random.default_rng(2)
+    weights = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1 / np.sqrt(fan_in)
+        weights.append(generator.uniform(-bound, bound, (fan_out, fan_in)).astype(np.float32))
+        weights.append(generator.uniform(-bound, bound, fan_out).astype(np.float32))
+    return weights
+
+
+def _state_dict(weights):
+    names = ("weight", "bias")
+    return {f"{index // 2}.{names[index % 2]}": value for index, value in enumerate(weights)}
+
+
+def _cross_entropy():
+    """Engineer B's fused cross-entropy when it exists, else log_softmax and a gather."""
+    try:
+        from nbprop.ops.loss import cross_entropy
+
+        return cross_entropy
+    except ImportError:
+        def cross_entropy(logits, targets):
+            return -logits.log_softmax(1)[nbprop.arange(logits.shape[0]), targets].mean()
+
+        return cross_entropy
+
+
+class _ReLUMLP(Module):
+    def __init__(self, sizes):
+        super().__init__()
+        self.layers = Sequential(*[Linear(fan_in, fan_out) for fan_in, fan_out in zip(sizes[:-1], sizes[1:])])
+
+    def forward(self, x):
+        *hidden, last = self.layers
+        for layer in hidden:
+            x = relu(layer(x))
+        return last(x)
+
+
+def _nbprop_step(sizes, batch):
+    model = _ReLUMLP(sizes)
+    model.layers.load_state_dict(_state_dict(_weights(sizes)))
+    parameters = list(model.parameters())
+    inputs, targets = _data(sizes, batch)
+    inputs, targets = nbprop.from_numpy(inputs), nbprop.from_numpy(targets)
+    cross_entropy = _cross_entropy()
+
+    def step():
+        model.zero_grad()
+        loss = cross_entropy(model(inputs), targets)
+        loss.backward()
+        with no_grad():
+            for parameter in parameters:
+                parameter.sub_(parameter.grad, alpha=LEARNING_RATE)
+        return loss
+
+    return step
+
+
+def _torch_step(sizes, batch):
+    import torch
+
+    torch.set_num_threads(_threads())
+    layers = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    weights = _weights(sizes)
+    with torch.no_grad():
+        for parameter, value in zip(model.parameters(), weights):
+            parameter.copy_(torch.from_numpy(value))
+    optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
+    inputs, targets = _data(sizes, batch)
+    inputs, targets = torch.from_numpy(inputs), torch.from_numpy(targets)
+
+    def step():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def _numpy_step(sizes, batch):
+    """The same step written by hand in float32 NumPy: what a framework should cost nothing over."""
+    weights = _weights(sizes)
+    inputs, targets = _data(sizes, batch)
+    rows = np.arange(batch)
+    layer_count = len(weights) // 2
+
+    def step():
+        activations, pre_activations = [inputs], []
+        for layer in range(layer_count):
+            output = activations[-1] @ weights[2 * layer].T
+            output += weights[2 * layer + 1]
+            if layer < layer_count - 1:
+                pre_activations.append(output)
+                output = np.maximum(output, 0)
+            activations.append(output)
+        logits = activations.pop()
+        logits -= logits.max(axis=1, keepdims=True)
+        exponentials = np.exp(logits)
+        totals = exponentials.sum(axis=1, keepdims=True)
+        loss = np.mean(np.log(totals[:, 0]) - logits[rows, targets])
+        grad_output = exponentials / totals
+        grad_output[rows, targets] -= 1
+        grad_output /= batch
+        gradients = [None] * len(weights)
+        for layer in range(layer_count - 1, -1, -1):
+            gradients[2 * layer] = grad_output.T @ activations[layer]
+            gradients[2 * layer + 1] = grad_output.sum(axis=0)
+            if layer:
+                grad_output = grad_output @ weights[2 * layer]
+                grad_output *= pre_activations[layer - 1] > 0
+        for weight, gradient in zip(weights, gradients):
+            gradient *= LEARNING_RATE
+            weight -= gradient
+        return loss
+
+    return step
+
+
+def _scalar(loss):
+    return float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+
+
+def _losses(step, count=3):
+    return [_scalar(step()) for _ in range(count)]
+
+
+def _reference_losses(sizes, batch):
+    return _losses(_numpy_step(sizes, batch))
+
+
+@pytest.mark.parametrize(("sizes", "batch"), CASES, ids=CASE_IDS)
+def test_mlp_nbprop(benchmark, sizes, batch):
+    step = _nbprop_step(sizes, batch)
+    np.testing.assert_allclose(_losses(step), _reference_losses(sizes, batch), rtol=1e-4)
+    benchmark.group = _group(sizes, batch)
+    benchmark(step)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(("sizes", "batch"), CASES, ids=CASE_IDS)
+def test_mlp_torch(benchmark, sizes, batch):
+    step = _torch_step(sizes, batch)
+    np.testing.assert_allclose(_losses(step), _reference_losses(sizes, batch), rtol=1e-4)
+    benchmark.group = _group(sizes, batch)
+    benchmark(step)
+
+
+@pytest.mark.parametrize(("sizes", "batch"), CASES, ids=CASE_IDS)
+def test_mlp_numpy(benchmark, sizes, batch):
+    step = _numpy_step(sizes, batch)
+    losses = _losses(step)
+    assert losses[-1] < losses[0]
+    benchmark.group = _group(sizes, batch)
+    benchmark(step)
