@@ -38,3 +38,15 @@ def test_custom_function_example(capsys):
     _load("custom_function").main()
     printed = capsys.readouterr().out
     assert "gradcheck passed: True" in printed
+
+
+def test_residual_mlp_trains_and_its_checkpoint_reloads(capsys):
+    loss, accuracy, identical = _load("residual_mlp").main(steps=200)
+    assert loss < 0.1 and accuracy > 0.95
+    assert identical
+
+
+def test_scalar_moons_reaches_97_percent(capsys):
+    loss, accuracy = _load("scalar_moons").main()
+    assert accuracy >= 0.97 and loss < 0.1
+    assert "accuracy" in capsys.readouterr().out
