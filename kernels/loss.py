@@ -27,17 +27,21 @@ EPSILON = 9.999999960041972e-13
 # ------------------------------------------------------------------------------------------- one row
 
 
-@cpu_kernel
-def _exponentials(x, exps):
-    """The row's max and sum(exp(x - max)) (float64), writing exp(x - max) into `exps`.
-
-    The max skips NaN, which then spreads through exp; an empty row gives (-inf, 0). Kept in the row's dtype,
-    so a float32 row calls the float32 exp.
-    """
+@scalar_function
+def _row_max(x):
+    """The row's max, skipping NaN (which then spreads through exp); -inf for an empty row. Kept in the row's
+    dtype, so a float32 row calls the float32 exp."""
     largest = x.dtype.type(-math.inf)
     for column in range(x.shape[0]):
         if x[column] > largest:
             largest = x[column]
+    return largest
+
+
+@cpu_kernel
+def _exponentials(x, exps):
+    """The row's max and sum(exp(x - max)) (float64), writing exp(x - max) into `exps`; (-inf, 0) if empty."""
+    largest = _row_max(x)
     total = 0.0
     for column in range(x.shape[0]):
         value = math.exp(x[column] - largest)
@@ -49,13 +53,23 @@ def _exponentials(x, exps):
 @cpu_kernel
 def _exponential_sum(x):
     """As `_exponentials`, without storing the exponentials (no backward will need them)."""
-    largest = x.dtype.type(-math.inf)
-    for column in range(x.shape[0]):
-        if x[column] > largest:
-            largest = x[column]
+    largest = _row_max(x)
     total = 0.0
     for column in range(x.shape[0]):
         total += math.exp(x[column] - largest)
+    return largest, total
+
+
+@scalar_function
+def _record_exponentials(logits, row, store, exps, row_max, row_total):
+    """Row `row`'s max and sum(exp(x - max)), kept in row_max and row_total for the backward (and
+    exp(x - max) in exps[row] when `store`)."""
+    if store:
+        largest, total = _exponentials(logits[row], exps[row])
+    else:
+        largest, total = _exponential_sum(logits[row])
+    row_max[row] = largest
+    row_total[row] = total
     return largest, total
 
 
@@ -170,12 +184,7 @@ def cross_entropy_forward(logits, target, weight, ignore_index, smoothing, reduc
     if status[0] < 0:
         store = exps.shape[0] != 0
         for row in prange(rows):
-            if store:
-                largest, total = _exponentials(logits[row], exps[row])
-            else:
-                largest, total = _exponential_sum(logits[row])
-            row_max[row] = largest
-            row_total[row] = total
+            largest, total = _record_exponentials(logits, row, store, exps, row_max, row_total)
             target_class = target[row]
             if target_class == ignore_index:
                 row_loss[row] = 0.0
@@ -223,12 +232,7 @@ def cross_entropy_probabilities_forward(logits, target, weight, smoothing, reduc
     """
     store = exps.shape[0] != 0
     for row in prange(logits.shape[0]):
-        if store:
-            largest, total = _exponentials(logits[row], exps[row])
-        else:
-            largest, total = _exponential_sum(logits[row])
-        row_max[row] = largest
-        row_total[row] = total
+        largest, total = _record_exponentials(logits, row, store, exps, row_max, row_total)
         row_loss[row] = _probability_row_loss(logits[row], target[row], weight, largest, math.log(total), smoothing)
     # PyTorch's mean over an empty input is NaN even when there are rows (of zero classes).
     denominator = float(logits.shape[0]) if logits.shape[1] else 0.0

@@ -28,6 +28,15 @@ def _our_grads(function, arrays_in, grad_output):
     return result, [tensor.grad for tensor in leaves]
 
 
+def _assert_gradients_equal_pytorchs(function, torch_function, arrays_in, grad_output, **tolerances):
+    """The result and every input gradient of `function` match `torch_function`'s on the same inputs."""
+    expected, expected_grads = _torch_grads(torch_function, arrays_in, grad_output)
+    result, grads = _our_grads(function, arrays_in, grad_output)
+    assert_close(result, expected, **tolerances)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert_close(grad, expected_grad, **tolerances)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("name", UNARY)
 @settings(max_examples=10)
@@ -40,10 +49,7 @@ def test_unary_gradients_equal_pytorchs(name, shape):
     grad_output = _grad_output(shape)
     torch_function = getattr(torch, torch_name)
     extra = TORCH_UNARY_ARGUMENTS.get(name, ())
-    expected, (expected_grad,) = _torch_grads(lambda x: torch_function(x, *extra), [array], grad_output)
-    result, (grad,) = _our_grads(function, [array], grad_output)
-    assert_close(result, expected)
-    assert_close(grad, expected_grad)
+    _assert_gradients_equal_pytorchs(function, lambda x: torch_function(x, *extra), [array], grad_output)
 
 
 @pytest.mark.torch
@@ -56,11 +62,7 @@ def test_binary_gradients_equal_pytorchs_same_shape(name, shape):
     function, _, torch_name, (low_a, high_a), (low_b, high_b) = BINARY[name]
     inputs = [_random(shape, low_a, high_a, 2), _random(shape, low_b, high_b, 3)]
     grad_output = _grad_output(shape)
-    expected, expected_grads = _torch_grads(getattr(torch, torch_name), inputs, grad_output)
-    result, grads = _our_grads(function, inputs, grad_output)
-    assert_close(result, expected)
-    for grad, expected_grad in zip(grads, expected_grads):
-        assert_close(grad, expected_grad)
+    _assert_gradients_equal_pytorchs(function, getattr(torch, torch_name), inputs, grad_output)
 
 
 @pytest.mark.torch
@@ -73,11 +75,7 @@ def test_binary_gradients_equal_pytorchs_broadcasting(name, pair):
     function, _, torch_name, (low_a, high_a), (low_b, high_b) = BINARY[name]
     inputs = [_random(pair.input_shapes[0], low_a, high_a, 2), _random(pair.input_shapes[1], low_b, high_b, 3)]
     grad_output = _grad_output(pair.result_shape)
-    expected, expected_grads = _torch_grads(getattr(torch, torch_name), inputs, grad_output)
-    result, grads = _our_grads(function, inputs, grad_output)
-    assert_close(result, expected)
-    for grad, expected_grad in zip(grads, expected_grads):
-        assert_close(grad, expected_grad)
+    _assert_gradients_equal_pytorchs(function, getattr(torch, torch_name), inputs, grad_output)
 
 
 @pytest.mark.torch
@@ -87,12 +85,8 @@ def test_where_gradients_equal_pytorchs_broadcasting():
     condition = np.array([[True], [False]])
     inputs = [_random((2, 3), -1, 1, 2), _random((3,), -1, 1, 3)]
     grad_output = _grad_output((2, 3))
-    expected, expected_grads = _torch_grads(
-        lambda a, b: torch.where(torch.from_numpy(condition), a, b), inputs, grad_output)
-    result, grads = _our_grads(lambda a, b: nbprop.where(nbprop.tensor(condition), a, b), inputs, grad_output)
-    assert_close(result, expected)
-    for grad, expected_grad in zip(grads, expected_grads):
-        assert_close(grad, expected_grad)
+    _assert_gradients_equal_pytorchs(lambda a, b: nbprop.where(nbprop.tensor(condition), a, b),
+                                     lambda a, b: torch.where(torch.from_numpy(condition), a, b), inputs, grad_output)
 
 
 @pytest.mark.torch
@@ -102,10 +96,7 @@ def test_where_gradients_equal_pytorchs_broadcasting():
 def test_scalar_expression_gradients_equal_pytorchs(expression):
     array = _random((3, 2), 0.2, 2.0)
     grad_output = _grad_output((3, 2))
-    expected, (expected_grad,) = _torch_grads(expression, [array], grad_output)
-    result, (grad,) = _our_grads(expression, [array], grad_output)
-    assert_close(result, expected)
-    assert_close(grad, expected_grad)
+    _assert_gradients_equal_pytorchs(expression, expression, [array], grad_output)
 
 
 # ------------------------------------------------------------------------------------ special values
@@ -149,11 +140,7 @@ def test_special_values_like_pytorch(name):
         "sigmoid extremes": torch.sigmoid, "tanh extremes": torch.tanh,
     }.get(name, expression)
     with np.errstate(all="ignore"):
-        expected, expected_grads = _torch_grads(torch_expression, inputs, grad_output)
-        result, grads = _our_grads(expression, inputs, grad_output)
-    assert_close(result, expected, rtol=1e-15, atol=0)
-    for grad, expected_grad in zip(grads, expected_grads):
-        assert_close(grad, expected_grad, rtol=1e-15, atol=0)
+        _assert_gradients_equal_pytorchs(expression, torch_expression, inputs, grad_output, rtol=1e-15, atol=0)
 
 
 def test_sigmoid_is_finite_at_extremes_with_zero_gradient():

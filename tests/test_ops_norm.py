@@ -167,6 +167,9 @@ def test_layer_and_rms_norm_match_torch(shape, normalized, dtype):
                              (x, weight), dtype), dtype)
     _assert_match(*_run_both(lambda u: rms_norm(u, list(normalized), eps=0.1),
                              lambda u: F.rms_norm(u, list(normalized), eps=0.1), (x,), dtype), dtype)
+    # Only a bias, no weight: its gradient keeps normalized_shape.
+    _assert_match(*_run_both(lambda u, b: layer_norm(u, normalized, None, b),
+                             lambda u, b: F.layer_norm(u, normalized, None, b), (x, bias), dtype), dtype)
 
 
 @pytest.mark.torch

@@ -14,9 +14,42 @@ def _index(index, length, container):
     return index % length
 
 
-class Sequential(Module):
+class _NumberedModules(Module):
+    """Shared by Sequential and ModuleList: modules kept in order under the keys '0', '1', ..."""
+
+    # The container's name in index errors (the PyTorch class, also for user subclasses).
+    _container_name = ""
+
+    def __delitem__(self, index):
+        keys = list(self._modules)
+        doomed = keys[index] if isinstance(index, slice) else [keys[_index(index, len(keys), self._container_name)]]
+        for key in doomed:
+            del self._modules[key]
+        self._renumber(list(self._modules.values()))
+
+    def _renumber(self, modules):
+        """Register `modules` afresh under '0', '1', ...: PyTorch keeps the keys dense after a delete or an
+        insert."""
+        self._modules.clear()
+        for position, module in enumerate(modules):
+            self._modules[str(position)] = module
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+
+class Sequential(_NumberedModules):
     """Runs its modules in order, each on the previous one's output. Built from modules (keys '0', '1', ...)
     or from one OrderedDict of named modules."""
+
+    _container_name = "Sequential"
 
     def __init__(self, *args):
         super().__init__()
@@ -42,27 +75,6 @@ class Sequential(Module):
         keys = list(self._modules)
         setattr(self, keys[_index(index, len(keys), "Sequential")], module)
 
-    def __delitem__(self, index):
-        keys = list(self._modules)
-        doomed = keys[index] if isinstance(index, slice) else [keys[_index(index, len(keys), "Sequential")]]
-        for key in doomed:
-            delattr(self, key)
-        # PyTorch renumbers the remaining modules so the keys stay '0', '1', ...
-        modules = list(self._modules.values())
-        self._modules.clear()
-        for position, module in enumerate(modules):
-            self._modules[str(position)] = module
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
-
     def extend(self, sequential):
         for module in sequential:
             self.append(module)
@@ -77,14 +89,14 @@ class Sequential(Module):
         index = index + length if index < 0 else index
         modules = list(self._modules.values())
         modules.insert(index, module)
-        self._modules.clear()
-        for position, item in enumerate(modules):
-            self._modules[str(position)] = item
+        self._renumber(modules)
         return self
 
 
-class ModuleList(Module):
+class ModuleList(_NumberedModules):
     """A list of modules, registered (so their parameters belong to the owner) under keys '0', '1', ..."""
+
+    _container_name = "ModuleList"
 
     def __init__(self, modules=None):
         super().__init__()
@@ -99,31 +111,11 @@ class ModuleList(Module):
     def __setitem__(self, index, module):
         setattr(self, str(_index(index, len(self._modules), "ModuleList")), module)
 
-    def __delitem__(self, index):
-        keys = list(self._modules)
-        doomed = keys[index] if isinstance(index, slice) else [keys[_index(index, len(keys), "ModuleList")]]
-        for key in doomed:
-            del self._modules[key]
-        modules = list(self._modules.values())
-        self._modules.clear()
-        for position, module in enumerate(modules):
-            self._modules[str(position)] = module
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
     def __iadd__(self, modules):
         return self.extend(modules)
 
     def __add__(self, other):
         return ModuleList(list(self) + list(other))
-
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules):
         if isinstance(modules, (Module, str, bytes)) or not hasattr(modules, "__iter__"):
@@ -137,6 +129,7 @@ class ModuleList(Module):
         modules = list(self._modules.values())
         modules.insert(index, module)
         self._modules.clear()
+        # Through add_module, unlike _renumber: it is what rejects a non-Module here (Sequential checks first).
         for position, item in enumerate(modules):
             self.add_module(str(position), item)
 

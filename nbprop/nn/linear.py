@@ -26,6 +26,16 @@ def _check_features(layer, **sizes):
             raise ValueError(f"{layer}: {name} must be a non-negative integer, got {size!r}")
 
 
+def _add_bias_and_reset(layer, bias, dtype):
+    """Register bias (out_features,) or None after the weight (PyTorch's state dict order), then draw the
+    layer's initial values."""
+    if bias:
+        layer.bias = _empty_parameter((layer.out_features,), dtype)
+    else:
+        layer.register_parameter("bias", None)
+    layer.reset_parameters()
+
+
 class Identity(Module):
     """Returns its input; any constructor arguments are ignored (as in PyTorch)."""
 
@@ -51,11 +61,7 @@ class Linear(Module):
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.weight = _empty_parameter((self.out_features, self.in_features), dtype)
-        if bias:
-            self.bias = _empty_parameter((self.out_features,), dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _add_bias_and_reset(self, bias, dtype)
 
     def reset_parameters(self):
         with no_grad():
@@ -89,11 +95,7 @@ class Bilinear(Module):
         self.in2_features = int(in2_features)
         self.out_features = int(out_features)
         self.weight = _empty_parameter((self.out_features, self.in1_features, self.in2_features), dtype)
-        if bias:
-            self.bias = _empty_parameter((self.out_features,), dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _add_bias_and_reset(self, bias, dtype)
 
     def reset_parameters(self):
         bound = 1 / math.sqrt(self.weight.shape[1]) if self.weight.shape[1] > 0 else 0

@@ -34,6 +34,29 @@ def _check_size(layer, name, value):
     return int(value)
 
 
+def _register_affine(layer, affine, bias, shape, dtype):
+    """Register weight (ones) and bias (zeros) of `shape`, or None in their place, in PyTorch's order so the
+    state dict keys match."""
+    if affine:
+        layer.weight = Parameter(_filled(shape, 1, dtype))
+        if bias:
+            layer.bias = Parameter(_filled(shape, 0, dtype))
+        else:
+            layer.register_parameter("bias", None)
+    else:
+        layer.register_parameter("weight", None)
+        layer.register_parameter("bias", None)
+
+
+def _reset_affine(layer, affine):
+    """Weight back to ones and bias (where there is one) to zeros, when the layer is affine."""
+    if affine:
+        with no_grad():
+            layer.weight.fill_(1)
+            if layer.bias is not None:
+                layer.bias.zero_()
+
+
 class _BatchNorm(Module):
     """Shared by BatchNorm1d and BatchNorm2d: parameters weight/bias (C,), buffers running_mean,
     running_var (C,) and num_batches_tracked (an int64 scalar), PyTorch's names and order."""
@@ -51,15 +74,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(_filled((self.num_features,), 1, dtype))
-            if bias:
-                self.bias = Parameter(_filled((self.num_features,), 0, dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, affine, bias, (self.num_features,), dtype)
         if track_running_stats:
             self.register_buffer("running_mean", _filled((self.num_features,), 0, dtype))
             self.register_buffer("running_var", _filled((self.num_features,), 1, dtype))
@@ -78,11 +93,7 @@ class _BatchNorm(Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.affine:
-            with no_grad():
-                self.weight.fill_(1)
-                if self.bias is not None:
-                    self.bias.zero_()
+        _reset_affine(self, self.affine)
 
     def _check_input_dim(self, input):  # noqa: A002 - PyTorch's argument name
         if not isinstance(input, Tensor):
@@ -142,22 +153,10 @@ class LayerNorm(Module):
         self.normalized_shape = _normalized_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(_filled(self.normalized_shape, 1, dtype))
-            if bias:
-                self.bias = Parameter(_filled(self.normalized_shape, 0, dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, elementwise_affine, bias, self.normalized_shape, dtype)
 
     def reset_parameters(self):
-        if self.elementwise_affine:
-            with no_grad():
-                self.weight.fill_(1)
-                if self.bias is not None:
-                    self.bias.zero_()
+        _reset_affine(self, self.elementwise_affine)
 
     def forward(self, input):  # noqa: A002
         return norm.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -210,22 +209,10 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = Parameter(_filled((num_channels,), 1, dtype))
-            if bias:
-                self.bias = Parameter(_filled((num_channels,), 0, dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, affine, bias, (num_channels,), dtype)
 
     def reset_parameters(self):
-        if self.affine:
-            with no_grad():
-                self.weight.fill_(1)
-                if self.bias is not None:
-                    self.bias.zero_()
+        _reset_affine(self, self.affine)
 
     def forward(self, input):  # noqa: A002
         return norm.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)

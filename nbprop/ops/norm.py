@@ -54,6 +54,33 @@ def _wrap(array, shape, device):
     return Tensor._make(array.reshape(shape), device=device)
 
 
+def _gradient_like(grad_output, x, device):
+    """grad_output's data in x's dtype and shape, as the backward kernels read it."""
+    return device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+
+
+def _finish_forward(ctx, input, weight, statistics, out):  # noqa: A002 - PyTorch's argument name
+    """Keep what every backward reads (input, weight, the statistics) and return `out` in input's shape."""
+    ctx.save_for_backward(input, weight)
+    ctx.statistics = statistics
+    return _wrap(out, input.shape, input.device)
+
+
+def _summed_partials(needed, partial, shape, dtype, device, grad_device):
+    """A weight or bias gradient of `shape`: the column sums of `partial` (chunks, n) in chunk order, so
+    the same on any thread count; None when not `needed`."""
+    if not needed:
+        return None
+    gradient = device.empty((partial.shape[1],), dtype)
+    device.call("sum_partials", partial, gradient)
+    return _wrap(gradient, shape, grad_device)
+
+
+def _input_gradient(ctx, out, input, grad_output):  # noqa: A002 - PyTorch's argument name
+    """The input gradient computed into `out`, in input's shape, or None when the input needs none."""
+    return _wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None
+
+
 # ---------------------------------------------------------------------------------------- batch norm
 
 
@@ -79,9 +106,7 @@ class BatchNorm(Function):
         out = device.empty(x.shape, x.dtype)
         device.call("batch_norm_normalize", x, mean, invstd, weight_array,
                     _array(bias, (channels,), 0, x.dtype, device), out, work=x.size)
-        ctx.save_for_backward(input, weight)
-        ctx.statistics = (mean, invstd, bool(training))
-        return _wrap(out, input.shape, input.device)
+        return _finish_forward(ctx, input, weight, (mean, invstd, bool(training)), out)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -89,7 +114,7 @@ class BatchNorm(Function):
         mean, invstd, training = ctx.statistics
         device = DEVICES[grad_output.device]
         x = device.asarray(input._data).reshape(input.shape[0], input.shape[1], math.prod(input.shape[2:]))
-        dy = device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+        dy = _gradient_like(grad_output, x, device)
         channels = x.shape[1]
         need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
         sum_dy = sum_dy_xmu = grad_weight = grad_bias = None
@@ -164,29 +189,39 @@ def _chunks(rows):
     return min(rows, _WEIGHT_GRADIENT_CHUNKS)
 
 
+def _rows(input, length, device):  # noqa: A002 - PyTorch's argument name
+    """The input as (rows, length), `length` the size of the normalised trailing dimensions ((0, 0) if 0)."""
+    return device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
+
+
+def _row_operands(ctx, grad_output):
+    """What a layer or RMS norm backward reads: the saved input and weight, the device, and x and dy as
+    (rows, length)."""
+    input, weight = ctx.saved_tensors  # noqa: A001 - PyTorch's argument name
+    device = DEVICES[grad_output.device]
+    x = _rows(input, math.prod(ctx.normalized_shape), device)
+    return input, weight, device, x, _gradient_like(grad_output, x, device)
+
+
 class LayerNorm(Function):
     @staticmethod
-    def forward(ctx, input, weight, bias, length, eps):  # noqa: A002
+    def forward(ctx, input, weight, bias, normalized_shape, eps):  # noqa: A002
         device = DEVICES[input.device]
-        x = device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
+        length = math.prod(normalized_shape)
+        x = _rows(input, length, device)
         statistics = device.zeros((x.shape[0], 2), np.float64)
         out = device.empty(x.shape, x.dtype)
         weight_array = _array(weight, (length,), 1, x.dtype, device)
         if x.size:
             device.call("layer_norm_forward", x, weight_array, _array(bias, (length,), 0, x.dtype, device),
                         float(eps), statistics, out, work=x.size)
-        ctx.save_for_backward(input, weight)
-        ctx.statistics = statistics
-        ctx.length = length
-        return _wrap(out, input.shape, input.device)
+        ctx.normalized_shape = normalized_shape
+        return _finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors  # noqa: A001
-        device = DEVICES[grad_output.device]
-        length = ctx.length
-        x = device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
-        dy = device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+        input, weight, device, x, dy = _row_operands(ctx, grad_output)  # noqa: A001
+        length = x.shape[1]
         out = device.empty(x.shape, x.dtype)
         chunks = _chunks(x.shape[0])
         partial_weight = device.zeros((chunks, length), np.float64)
@@ -194,15 +229,13 @@ class LayerNorm(Function):
         if x.size:
             device.call("layer_norm_backward", dy, x, ctx.statistics, _array(weight, (length,), 1, x.dtype, device),
                         out, partial_weight, partial_bias, work=x.size)
-        gradients = [_wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None]
-        for partial, index in ((partial_weight, 1), (partial_bias, 2)):
-            gradient = None
-            if ctx.needs_input_grad[index]:
-                gradient = device.empty((length,), x.dtype)
-                device.call("sum_partials", partial, gradient)
-                gradient = _wrap(gradient, weight.shape, grad_output.device)
-            gradients.append(gradient)
-        return gradients[0], gradients[1], gradients[2], None, None
+        need_weight, need_bias = ctx.needs_input_grad[1:3]
+        return (_input_gradient(ctx, out, input, grad_output),
+                _summed_partials(need_weight, partial_weight, ctx.normalized_shape, x.dtype, device,
+                                 grad_output.device),
+                _summed_partials(need_bias, partial_bias, ctx.normalized_shape, x.dtype, device,
+                                 grad_output.device),
+                None, None)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
@@ -212,43 +245,36 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # no
     normalized_shape = _normalized_shape(normalized_shape, input, "layer_norm")
     _check_vector(weight, "weight", normalized_shape, input, "layer_norm")
     _check_vector(bias, "bias", normalized_shape, input, "layer_norm")
-    return LayerNorm.apply(input, weight, bias, math.prod(normalized_shape), eps)
+    return LayerNorm.apply(input, weight, bias, normalized_shape, eps)
 
 
 class RmsNorm(Function):
     @staticmethod
-    def forward(ctx, input, weight, length, eps):  # noqa: A002
+    def forward(ctx, input, weight, normalized_shape, eps):  # noqa: A002
         device = DEVICES[input.device]
-        x = device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
+        length = math.prod(normalized_shape)
+        x = _rows(input, length, device)
         statistics = device.zeros((x.shape[0],), np.float64)
         out = device.empty(x.shape, x.dtype)
         if x.size:
             device.call("rms_norm_forward", x, _array(weight, (length,), 1, x.dtype, device), float(eps),
                         statistics, out, work=x.size)
-        ctx.save_for_backward(input, weight)
-        ctx.statistics = statistics
-        ctx.length = length
-        return _wrap(out, input.shape, input.device)
+        ctx.normalized_shape = normalized_shape
+        return _finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors  # noqa: A001
-        device = DEVICES[grad_output.device]
-        length = ctx.length
-        x = device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
-        dy = device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+        input, weight, device, x, dy = _row_operands(ctx, grad_output)  # noqa: A001
+        length = x.shape[1]
         out = device.empty(x.shape, x.dtype)
         partial_weight = device.zeros((_chunks(x.shape[0]), length), np.float64)
         if x.size:
             device.call("rms_norm_backward", dy, x, ctx.statistics, _array(weight, (length,), 1, x.dtype, device),
                         out, partial_weight, work=x.size)
-        grad_weight = None
-        if ctx.needs_input_grad[1]:
-            grad_weight = device.empty((length,), x.dtype)
-            device.call("sum_partials", partial_weight, grad_weight)
-            grad_weight = _wrap(grad_weight, weight.shape, grad_output.device)
-        grad_input = _wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None
-        return grad_input, grad_weight, None, None
+        return (_input_gradient(ctx, out, input, grad_output),
+                _summed_partials(ctx.needs_input_grad[1], partial_weight, ctx.normalized_shape, x.dtype, device,
+                                 grad_output.device),
+                None, None)
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):  # noqa: A002
@@ -258,7 +284,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):  # noqa: A002
     normalized_shape = _normalized_shape(normalized_shape, input, "rms_norm")
     _check_vector(weight, "weight", normalized_shape, input, "rms_norm")
     eps = float(np.finfo(input.dtype).eps) if eps is None else float(eps)
-    return RmsNorm.apply(input, weight, math.prod(normalized_shape), eps)
+    return RmsNorm.apply(input, weight, normalized_shape, eps)
 
 
 # ---------------------------------------------------------------------------------------- group norm
@@ -277,10 +303,8 @@ class GroupNorm(Function):
             device.call("group_norm_forward", x, _array(weight, (num_groups, per_group), 1, x.dtype, device),
                         _array(bias, (num_groups, per_group), 0, x.dtype, device), float(eps), statistics, out,
                         work=x.size)
-        ctx.save_for_backward(input, weight)
-        ctx.statistics = statistics
         ctx.num_groups = num_groups
-        return _wrap(out, input.shape, input.device)
+        return _finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -290,7 +314,7 @@ class GroupNorm(Function):
         num_groups = ctx.num_groups
         per_group = channels // num_groups
         x = device.asarray(input._data).reshape(samples * num_groups, per_group, math.prod(input.shape[2:]))
-        dy = device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+        dy = _gradient_like(grad_output, x, device)
         out = device.empty(x.shape, x.dtype)
         partial_weight = device.zeros((x.shape[0], per_group), np.float64)
         partial_bias = device.zeros((x.shape[0], per_group), np.float64)
@@ -298,15 +322,15 @@ class GroupNorm(Function):
             device.call("group_norm_backward", dy, x, ctx.statistics,
                         _array(weight, (num_groups, per_group), 1, x.dtype, device), out, partial_weight,
                         partial_bias, work=x.size)
-        gradients = [_wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None]
-        for partial, index in ((partial_weight, 1), (partial_bias, 2)):
-            gradient = None
-            if ctx.needs_input_grad[index]:
-                gradient = device.empty((channels,), x.dtype)
-                device.call("sum_partials", partial.reshape(samples, channels), gradient)
-                gradient = _wrap(gradient, (channels,), grad_output.device)
-            gradients.append(gradient)
-        return gradients[0], gradients[1], gradients[2], None, None
+        need_weight, need_bias = ctx.needs_input_grad[1:3]
+        # Each (sample, group) row holds its group's channels, so (samples, channels) lines the partials up
+        # by channel.
+        return (_input_gradient(ctx, out, input, grad_output),
+                _summed_partials(need_weight, partial_weight.reshape(samples, channels), (channels,), x.dtype,
+                                 device, grad_output.device),
+                _summed_partials(need_bias, partial_bias.reshape(samples, channels), (channels,), x.dtype, device,
+                                 grad_output.device),
+                None, None)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):  # noqa: A002
