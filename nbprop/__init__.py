@@ -2,7 +2,7 @@
 
 # Tensor first: the modules it needs import it back.
 from nbprop.tensor import Tensor  # noqa: I001
-from nbprop import autograd, nn
+from nbprop import autograd, nn, optim
 from nbprop.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from nbprop.creation import (
     arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,

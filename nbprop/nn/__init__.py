@@ -1,6 +1,6 @@
 """Neural-network building blocks with torch.nn's names, signatures, defaults and state-dict keys."""
 
-from nbprop.nn import functional, init
+from nbprop.nn import functional, init, utils
 from nbprop.nn.activation import (
     ELU,
     GELU,
@@ -40,5 +40,5 @@ __all__ = [
     "Embedding", "Flatten", "GELU", "GroupNorm", "Hardtanh", "HuberLoss", "Identity", "KLDivLoss", "L1Loss",
     "LayerNorm", "LeakyReLU", "Linear", "LogSoftmax", "MSELoss", "Module", "ModuleDict", "ModuleList", "NLLLoss",
     "Parameter", "RMSNorm", "ReLU", "SELU", "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Softplus",
-    "Tanh", "functional", "init", "l1_penalty", "l2_penalty",
+    "Tanh", "functional", "init", "l1_penalty", "l2_penalty", "utils",
 ]

@@ -1,0 +1,62 @@
+"""Adam and AdamW: PyTorch's adaptive moment estimation, with L2 or decoupled weight decay, and AMSGrad."""
+
+from nbprop.optim.optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """`Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *, foreach=None,
+    maximize=False, capturable=False, differentiable=False, fused=None, decoupled_weight_decay=False)`:
+    torch.optim.Adam's update, one fused kernel call per group and dtype (`foreach`, `fused` and
+    `capturable` are accepted and ignored: the update is always fused).
+
+    State per parameter: 'step', 'exp_avg', 'exp_avg_sq', and 'max_exp_avg_sq' with amsgrad.
+    """
+
+    _decoupled_default = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=None, amsgrad=False, *,
+                 foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
+                 decoupled_weight_decay=None):
+        if differentiable:
+            raise NotImplementedError(f"{type(self).__name__}: differentiable=True is not supported (updates are "
+                                      "fused kernels)")
+        if weight_decay is None:
+            weight_decay = 1e-2 if self._decoupled_default else 0
+        if decoupled_weight_decay is None:
+            decoupled_weight_decay = self._decoupled_default
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                        maximize=maximize, foreach=foreach, capturable=capturable, differentiable=False,
+                        fused=fused, decoupled_weight_decay=decoupled_weight_decay)
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        beta1, beta2 = group["betas"]
+        if group["eps"] < 0:
+            raise ValueError(f"Invalid epsilon value: {group['eps']}")
+        if not 0.0 <= beta1 < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
+        if not 0.0 <= beta2 < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
+        if group["weight_decay"] < 0:
+            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
+
+    def _state_names(self, group):
+        names = ("exp_avg", "exp_avg_sq")
+        return names + ("max_exp_avg_sq",) if group["amsgrad"] else names
+
+    def _update(self, group, bucket, lr, fresh):
+        beta1, beta2 = group["betas"]
+        maximum = bucket.states.get("max_exp_avg_sq", bucket.flat_grad[:0])
+        bucket.device.call(
+            "adam_step", bucket.flat_param, bucket.flat_grad, bucket.states["exp_avg"], bucket.states["exp_avg_sq"],
+            maximum, bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, bucket.active, bucket.steps,
+            lr, float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]),
+            bool(group["decoupled_weight_decay"]), bool(group["amsgrad"]), bool(group["maximize"]),
+            work=bucket.size)
+
+
+class AdamW(Adam):
+    """`AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, ...)`: Adam with
+    decoupled weight decay (p *= 1 - lr * weight_decay before the Adam update), as torch.optim.AdamW."""
+
+    _decoupled_default = True

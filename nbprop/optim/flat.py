@@ -1,0 +1,88 @@
+"""FlatBucket: parameters of one group and dtype packed into one flat buffer, with their state and gradients.
+
+The parameters' `_data` become views into the flat buffer (Parameter objects, shapes and values stay), so
+that one kernel call updates them all. Gradients are gathered into a flat gradient buffer each step.
+"""
+
+import numpy as np
+
+from nbprop.backend import DEVICES
+
+# Chunks of at most this many elements: threads share a large parameter evenly.
+CHUNK_LENGTH = 4096
+
+
+class FlatBucket:
+    """Parameters of one dtype in one contiguous buffer; `states[name]` flat arrays of the same layout."""
+
+    def __init__(self, params, state_names):
+        self.params = list(params)
+        self.dtype = self.params[0]._data.dtype
+        self.device = DEVICES[self.params[0].device]
+        self.shapes = [p._data.shape for p in self.params]
+        sizes = [p._data.size for p in self.params]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+        self.size = int(self.offsets[-1])
+        self.flat_param = self.device.empty(self.size, self.dtype)
+        self.views = []
+        for index, parameter in enumerate(self.params):
+            view = self.flat_param[self.offsets[index]:self.offsets[index + 1]].reshape(self.shapes[index])
+            view[...] = parameter._data
+            parameter._data = view
+            self.views.append(view)
+        self.flat_grad = self.device.zeros(self.size, self.dtype)
+        self.states = {name: self.device.zeros(self.size, self.dtype) for name in state_names}
+        count = len(self.params)
+        self.steps = np.zeros(count, np.float64)
+        self.initialized = np.zeros(count, np.bool_)
+        self.active = np.zeros(count, np.bool_)
+        starts, ends, segments = [], [], []
+        for index, size in enumerate(sizes):
+            for start in range(0, size, CHUNK_LENGTH):
+                starts.append(self.offsets[index] + start)
+                ends.append(self.offsets[index] + min(start + CHUNK_LENGTH, size))
+                segments.append(index)
+        self.chunk_start = np.array(starts, np.int64)
+        self.chunk_end = np.array(ends, np.int64)
+        self.chunk_segment = np.array(segments, np.int64)
+
+    def is_current(self):
+        """Whether every parameter still holds its view (a `.to(dtype)` or an assignment replaces it)."""
+        for parameter, view in zip(self.params, self.views):
+            if parameter._data is not view:
+                return False
+        return True
+
+    def segment(self, name, index):
+        """Parameter `index`'s slice of state `name`, in the parameter's shape."""
+        return self.states[name][self.offsets[index]:self.offsets[index + 1]].reshape(self.shapes[index])
+
+    def gather_grads(self, op):
+        """Copy the gradients into `flat_grad` and mark which parameters have one; False when none has."""
+        try:
+            arrays = [p.grad._data for p in self.params]
+        except AttributeError:
+            arrays = None
+        if arrays is not None and [a.shape for a in arrays] == self.shapes \
+                and all(a.dtype == self.dtype for a in arrays):
+            np.concatenate([a.reshape(-1) for a in arrays], out=self.flat_grad)
+            self.active.fill(True)
+            return True
+        any_active = False
+        for index, parameter in enumerate(self.params):
+            gradient = parameter.grad
+            self.active[index] = gradient is not None
+            if gradient is None:
+                continue
+            if gradient._data.shape != self.shapes[index] or gradient._data.dtype != self.dtype:
+                raise RuntimeError(f"{op}.step: the gradient of parameter {index} of its group has shape "
+                                   f"{gradient._data.shape} and dtype {gradient._data.dtype}, but the parameter "
+                                   f"has shape {self.shapes[index]} and dtype {self.dtype}")
+            self.flat_grad[self.offsets[index]:self.offsets[index + 1]] = gradient._data.reshape(-1)
+            any_active = True
+        return any_active
+
+    def bump_versions(self):
+        for index, parameter in enumerate(self.params):
+            if self.active[index]:
+                parameter._version_counter[0] += 1

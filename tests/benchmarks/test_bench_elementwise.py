@@ -1,0 +1,143 @@
+"""Elementwise and reduction throughput, float32, at 1e3, 1e5 and 1e7 elements: nbprop, PyTorch, NumPy.
+
+Run: .venv/bin/python -m tests.benchmarks.run -k elementwise (or pytest with --benchmark-enable).
+Forward only: add, mul, exp, the chain relu(x * y + z) (which a fusing engine does in one pass), and
+sum/mean/amax over the rows (dim 0) and the columns (dim 1) of a 2048 x 2048 matrix. Each entry declares
+the bytes a single pass must move, so the report gives GB/s against the machine's copy ceiling; NumPy
+writes into a preallocated output where it can, the floor a framework that allocates is measured against.
+"""
+
+import numpy as np
+import pytest
+
+import nbprop
+
+SIZES = {"1e3": 10**3, "1e5": 10**5, "1e7": 10**7}
+FLOAT_BYTES = 4
+REDUCTION_SHAPE = (2048, 2048)
+
+# name: (inputs, the bytes moved per element by one fused pass, the floating-point operations per element)
+OPERATIONS = {"add": (2, 3, 1), "mul": (2, 3, 1), "exp": (1, 2, None), "chain relu(x * y + z)": (3, 4, 3)}
+
+
+@pytest.fixture(scope="module")
+def torch():
+    import torch
+
+    return torch
+
+
+def _arrays(count, size):
+    generator = np.random.default_rng(0)
+    return [generator.standard_normal(size, dtype=np.float32) for _ in range(count)]
+
+
+def _declare(benchmark, name, size_id):
+    inputs, bytes_per_element, flops_per_element = OPERATIONS[name]
+    size = SIZES[size_id]
+    benchmark.group = f"{name}, {size_id} elements float32"
+    benchmark.extra_info["bytes"] = bytes_per_element * FLOAT_BYTES * size
+    if flops_per_element is not None:
+        benchmark.extra_info["flops"] = flops_per_element * size
+    return _arrays(inputs, size)
+
+
+def _framework_operation(name, module):
+    """The operation written once for nbprop and torch, which share the names."""
+    return {
+        "add": lambda x, y: x + y,
+        "mul": lambda x, y: x * y,
+        "exp": lambda x: x.exp(),
+        "chain relu(x * y + z)": lambda x, y, z: module.relu(x * y + z),
+    }[name]
+
+
+def _numpy_operation(name, size):
+    output = np.empty(size, dtype=np.float32)
+    return {
+        "add": lambda x, y: np.add(x, y, out=output),
+        "mul": lambda x, y: np.multiply(x, y, out=output),
+        "exp": lambda x: np.exp(x, out=output),
+        "chain relu(x * y + z)": lambda x, y, z: np.maximum(
+            np.add(np.multiply(x, y, out=output), z, out=output), 0, out=output
+        ),
+    }[name]
+
+
+def _reference(name, arrays):
+    return _numpy_operation(name, arrays[0].size)(*arrays).copy()
+
+
+@pytest.mark.parametrize("size_id", SIZES)
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_elementwise_nbprop(benchmark, name, size_id):
+    arrays = _declare(benchmark, name, size_id)
+    tensors = [nbprop.from_numpy(array) for array in arrays]
+    operation = _framework_operation(name, nbprop)
+    operation(*tensors)  # compile (or load from the cache) before timing
+    result = benchmark(operation, *tensors)
+    np.testing.assert_allclose(result.numpy(), _reference(name, arrays), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("size_id", SIZES)
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_elementwise_torch(benchmark, torch, name, size_id):
+    arrays = _declare(benchmark, name, size_id)
+    tensors = [torch.from_numpy(array) for array in arrays]
+    result = benchmark(_framework_operation(name, torch), *tensors)
+    np.testing.assert_allclose(result.numpy(), _reference(name, arrays), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size_id", SIZES)
+@pytest.mark.parametrize("name", OPERATIONS)
+def test_elementwise_numpy(benchmark, name, size_id):
+    arrays = _declare(benchmark, name, size_id)
+    result = benchmark(_numpy_operation(name, arrays[0].size), *arrays)
+    assert result.shape == arrays[0].shape and np.isfinite(result).all()
+
+
+REDUCTIONS = ("sum", "mean", "amax")
+DIMS = {"rows": 0, "columns": 1}
+
+
+def _declare_reduction(benchmark, reduction, over):
+    rows, columns = REDUCTION_SHAPE
+    benchmark.group = f"{reduction} over the {over} of {rows}x{columns} float32"
+    benchmark.extra_info["bytes"] = rows * columns * FLOAT_BYTES
+    if reduction != "amax":
+        benchmark.extra_info["flops"] = rows * columns
+    return np.random.default_rng(1).standard_normal(REDUCTION_SHAPE, dtype=np.float32)
+
+
+def _numpy_reduction(array, reduction, dim):
+    return {"sum": np.sum, "mean": np.mean, "amax": np.max}[reduction](array, axis=dim)
+
+
+@pytest.mark.parametrize("over", DIMS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_reduction_nbprop(benchmark, reduction, over):
+    array = _declare_reduction(benchmark, reduction, over)
+    tensor, dim = nbprop.from_numpy(array), DIMS[over]
+    operation = getattr(tensor, reduction)
+    operation(dim)  # compile (or load from the cache) before timing
+    result = benchmark(operation, dim)
+    np.testing.assert_allclose(result.numpy(), _numpy_reduction(array, reduction, dim), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("over", DIMS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_reduction_torch(benchmark, torch, reduction, over):
+    array = _declare_reduction(benchmark, reduction, over)
+    dim = DIMS[over]
+    result = benchmark(getattr(torch.from_numpy(array), reduction), dim)
+    np.testing.assert_allclose(result.numpy(), _numpy_reduction(array, reduction, dim), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("over", DIMS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_reduction_numpy(benchmark, reduction, over):
+    array = _declare_reduction(benchmark, reduction, over)
+    result = benchmark(_numpy_reduction, array, reduction, DIMS[over])
+    assert result.shape == (REDUCTION_SHAPE[1 - DIMS[over]],)
