@@ -1,5 +1,6 @@
 """The one decorator policy for every Numba kernel: caching, fast-math flags, serial/parallel variants."""
 
+import os
 import types
 
 from numba import njit
@@ -9,8 +10,12 @@ from numba import njit
 # round differently, which breaks bit-identical reruns.
 FASTMATH = {"arcp", "contract", "afn", "reassoc"}
 
-# Below this many elements a parallel loop costs more in thread start-up than it saves.
-PARALLEL_THRESHOLD = 1 << 16
+# Below this many elements of work a kernel runs serially. Thread start-up is one cost; the larger one is
+# contention: Numba's OpenMP threads and BLAS's threads both spin-wait, and on 2 cores an MLP step that
+# interleaved BLAS products with threaded kernels of 65k elements took 40 ms instead of 3 ms. So medium
+# work stays serial. NBPROP_PARALLEL_THRESHOLD overrides it (the tests lower it to reach the threaded
+# variants with small inputs).
+PARALLEL_THRESHOLD = int(os.environ.get("NBPROP_PARALLEL_THRESHOLD", 1 << 20))
 
 THREADS_PER_BLOCK = 256
 

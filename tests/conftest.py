@@ -14,6 +14,15 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def pytest_configure(config):
+    """Before nbprop is imported: tests reach the threaded kernel variants from 65,536 elements of work.
+
+    Benchmark runs keep the library's default threshold (kernels/_jit.py), which is what users get.
+    """
+    if not (config.getoption("benchmark_enable", False) or config.getoption("benchmark_only", False)):
+        os.environ.setdefault("NBPROP_PARALLEL_THRESHOLD", "65536")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `torch` need the oracle; CI sets NBPROP_REQUIRE_TORCH=1 so they can never skip there."""
     try:
