@@ -287,11 +287,17 @@ def _zeros_for(node, index):
 
 
 def _accumulate_leaf(tensor, gradient):
-    if tensor.grad is None:
+    existing = tensor.grad
+    if existing is None:
         # A copy: the leaf's .grad is updated in place by optimizers and must not alias another gradient.
         tensor.grad = Tensor._make(DEVICES[gradient.device].copy(gradient._data), None, gradient.device)
+    elif (existing._data.flags.c_contiguous and existing._data.flags.writeable and not existing.requires_grad
+          and existing.shape == gradient.shape and existing.dtype == gradient.dtype):
+        # In place, as PyTorch's AccumulateGrad does: the .grad object stays the same one.
+        DEVICES[existing.device].map("add", existing._data, gradient._data, existing._data)
+        existing._version_counter[0] += 1
     else:
-        tensor.grad = tensor.grad + gradient
+        tensor.grad = existing + gradient
 
 
 def _prepare_roots(outputs, gradients, where):

@@ -14,7 +14,8 @@ from nbprop.kernels._jit import PARALLEL_THRESHOLD, ParallelKernel
 # Kernel families, in `kernels/`; a kernel's name is unique across all of them.
 FAMILIES = (
     "elementwise", "elementwise_backward", "reduce", "extrema", "padding", "indexing", "matmul", "softmax", "value",
-    "linear", "activation", "norm", "loss", "optim", "optim_transforms", "clip",
+    "linear", "activation", "norm", "loss", "optim", "optim_transforms", "clip", "optim_adaptive",
+    "optim_sign", "optim_layerwise",
 )
 
 # Large contiguous inputs are cut into rows of this many elements, so that threads share the work evenly.

@@ -25,7 +25,22 @@ def test_gradients_accumulate_into_leaves_over_two_backward_calls():
     assert_close(first, [2.0, 4.0, 6.0])
     (x * 3.0).backward(_ones(3))
     assert_close(x.grad, [5.0, 7.0, 9.0])
-    assert_close(first, [2.0, 4.0, 6.0])  # the first gradient object is not modified in place
+    # Accumulated in place, as PyTorch's AccumulateGrad does: the same .grad object, now holding the sum.
+    assert x.grad is first
+
+
+@pytest.mark.torch
+def test_gradient_accumulation_keeps_the_grad_object_like_pytorch():
+    import torch
+
+    ours, theirs = leaf([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    (ours * ours).backward(_ones(3))
+    (theirs * theirs).backward(torch.ones(3, dtype=torch.float64))
+    kept_ours, kept_theirs = ours.grad, theirs.grad
+    (ours * 3.0).backward(_ones(3))
+    (theirs * 3.0).backward(torch.ones(3, dtype=torch.float64))
+    assert (ours.grad is kept_ours) == (theirs.grad is kept_theirs)
+    assert_close(kept_ours, kept_theirs.numpy())
 
 
 def test_leaf_grad_does_not_alias_the_incoming_gradient():

@@ -78,6 +78,13 @@ def test_declared_amount_is_shared_with_partners():
     assert workload.achieved("torch", {}) == "1 GFLOP/s"
 
 
+def test_both_declared_rates_are_given():
+    entries = [_entry("test_add_nbprop", "add", 0.001, {"flops": 1e6, "bytes": 1.2e7})]
+    (workload,) = report.workloads(entries)
+    achieved = workload.achieved("nbprop", {"sgemm_gflops": 100.0, "copy_gbs": 20.0})
+    assert achieved == "1 GFLOP/s (1%), 12 GB/s (60%)"
+
+
 def test_implementation_declared_in_extra_info_wins():
     entries = [_entry("test_eager", "step", 0.3, {"implementation": "nbprop"}),
                _entry("test_step_torch", "step", 0.1)]
@@ -104,7 +111,7 @@ def test_markdown_has_the_rows_ratios_ceilings_and_load():
     markdown = report.render(_results(SAMPLE, benchmarks_two=SAMPLE[:2]), chart_name="chart.png")
     assert "## Test CPU, 2 cores (test-cpu-2c)" in markdown
     assert "Load average (1, 5, 15 min) at the start 1.50" in markdown
-    assert "| 1 | 100.0 GFLOP/s | 20.0 GB/s |" in markdown
+    assert "| 1 | 100.0 GFLOP/s | 20.0 GB/s | — |" in markdown
     row = f"| {MATMUL} | 1 | 40 ms | 20 ms | 25 ms | 2.00 | 50 GFLOP/s (50%) | 100 GFLOP/s (100%) |"
     assert row in markdown
     assert f"| {MATMUL} | 2 | 40 ms | 20 ms | — | 2.00 | 50 GFLOP/s (25%) | 100 GFLOP/s (50%) |" in markdown

@@ -1,11 +1,20 @@
 """Optimizers under torch.optim's names, built on composable transforms; schedules and LR schedulers."""
 
 from nbprop.optim import lr_scheduler, schedules, transforms
+from nbprop.optim.adadelta import Adadelta
+from nbprop.optim.adafactor import Adafactor
 from nbprop.optim.adagrad import Adagrad
 from nbprop.optim.adam import Adam, AdamW
+from nbprop.optim.adamax import Adamax
+from nbprop.optim.asgd import ASGD
 from nbprop.optim.from_transform import TransformOptimizer, from_transform
+from nbprop.optim.lamb import LAMB
+from nbprop.optim.lion import Lion
+from nbprop.optim.nadam import NAdam
 from nbprop.optim.optimizer import Optimizer
+from nbprop.optim.radam import RAdam
 from nbprop.optim.rmsprop import RMSprop
+from nbprop.optim.rprop import Rprop
 from nbprop.optim.schedules import (
     constant_schedule,
     cosine_annealing_schedule,
@@ -42,6 +51,8 @@ from nbprop.optim.transforms import (
 )
 
 __all__ = [
+    "Adadelta", "Adamax", "NAdam", "RAdam",
+    "ASGD", "Adafactor", "LAMB", "Lion", "Rprop",
     "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "Transform", "TransformOptimizer",
     "adaptive_grad_clip", "add_decayed_weights", "apply_if_finite", "chain", "clip_by_global_norm",
     "clip_by_value", "constant_schedule", "cosine_annealing_schedule", "cosine_decay_schedule",

@@ -1,5 +1,7 @@
 """Adagrad: PyTorch's adaptive gradient method (learning-rate decay, weight decay, initial accumulator)."""
 
+import numpy as np
+
 from nbprop.optim.optimizer import Optimizer
 
 
@@ -36,7 +38,10 @@ class Adagrad(Optimizer):
         bucket.segment("sum", index)[...] = group["initial_accumulator_value"]
 
     def _update(self, group, bucket, lr, fresh):
+        # The decayed learning rate per parameter in float64 (as PyTorch's Python float), then in the dtype.
+        clr = (lr / (1.0 + (np.maximum(bucket.steps, 1.0) - 1.0) * float(group["lr_decay"]))).astype(bucket.dtype)
+        scalar = bucket.dtype.type
         bucket.device.call(
             "adagrad_step", bucket.flat_param, bucket.flat_grad, bucket.states["sum"], bucket.chunk_start,
-            bucket.chunk_end, bucket.chunk_segment, bucket.active, bucket.steps, lr, float(group["lr_decay"]),
-            float(group["weight_decay"]), float(group["eps"]), bool(group["maximize"]), work=bucket.size)
+            bucket.chunk_end, bucket.chunk_segment, bucket.active, clr, scalar(group["weight_decay"]),
+            scalar(group["eps"]), bool(group["maximize"]), work=bucket.size)

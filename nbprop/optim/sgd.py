@@ -34,7 +34,9 @@ class SGD(Optimizer):
 
     def _update(self, group, bucket, lr, fresh):
         buffer = bucket.states.get("momentum_buffer", bucket.flat_grad[:0])
+        scalar = bucket.dtype.type  # scalars in the parameters' dtype: float32 updates stay float32
         bucket.device.call(
             "sgd_step", bucket.flat_param, bucket.flat_grad, buffer, bucket.chunk_start, bucket.chunk_end,
-            bucket.chunk_segment, bucket.active, fresh, lr, float(group["momentum"]), float(group["dampening"]),
-            float(group["weight_decay"]), bool(group["nesterov"]), bool(group["maximize"]), work=bucket.size)
+            bucket.chunk_segment, bucket.active, fresh, scalar(lr), scalar(group["momentum"]),
+            scalar(1.0 - group["dampening"]), scalar(group["weight_decay"]), bool(group["nesterov"]),
+            bool(group["maximize"]), work=bucket.size)

@@ -53,18 +53,19 @@ class Workload:
         return None
 
     def achieved(self, implementation, ceilings):
-        """'12.3 GFLOP/s (45%)' against the run's ceiling, from the declared flops (else bytes)."""
+        """'12.3 GFLOP/s (45%)' against the run's ceilings, for each of the declared flops and bytes."""
         median = self.median(implementation)
         if not median:
             return ""
+        rates = []
         for key, unit, ceiling_key in (("flops", "GFLOP/s", "sgemm_gflops"), ("bytes", "GB/s", "copy_gbs")):
             amount = self.declared(key)
             if amount:
                 rate = amount / median / 1e9
                 ceiling = (ceilings or {}).get(ceiling_key)
                 share = f" ({100 * rate / ceiling:.0f}%)" if ceiling else ""
-                return f"{rate:.3g} {unit}{share}"
-        return ""
+                rates.append(f"{rate:.3g} {unit}{share}")
+        return ", ".join(rates)
 
 
 def implementation_of(entry):
@@ -157,16 +158,21 @@ def _header(results):
         )
     if results.get("duration_s"):
         lines.append(f"The run took {results['duration_s'] / 60:.1f} minutes.")
-    lines += ["", "| threads | SGEMM ceiling (NumPy float32) | copy ceiling (NumPy) |", "|---|---|---|"]
+    lines += ["", "| threads | SGEMM ceiling (NumPy float32) | copy ceiling (NumPy, 64 MiB) | load average "
+              "(1 min) at the start, end |", "|---|---|---|---|"]
     for run in results["runs"]:
         ceilings = run.get("ceilings", {})
+        load = _numbers(run["load_average"]) if run.get("load_average") else "—"
         lines.append(f"| {run['threads']} | {ceilings.get('sgemm_gflops', 0):.1f} GFLOP/s "
-                     f"| {ceilings.get('copy_gbs', 0):.1f} GB/s |")
+                     f"| {ceilings.get('copy_gbs', 0):.1f} GB/s | {load} |")
     return lines
 
 
 def _summary(results):
-    lines = ["", "nbprop/PyTorch is nbprop's median time over PyTorch's: below 1 nbprop is faster.", ""]
+    lines = ["", "nbprop/PyTorch is nbprop's median time over PyTorch's: below 1 nbprop is faster. "
+             "Achieved rates are the declared work over the median, with their share of the ceiling of the "
+             "same thread count; working sets that fit in cache can pass the copy ceiling, which is measured "
+             "out of cache.", ""]
     for run in results["runs"]:
         ratios = [workload.ratio for workload in workloads(run["benchmarks"], run["threads"])]
         ratios = [ratio for ratio in ratios if ratio]
@@ -264,19 +270,19 @@ def chart(results, path):
     thread_counts = sorted({run["threads"] for run in results["runs"]})
     labels = list(ratios)
     height = 0.8 / max(len(thread_counts), 1)
-    figure, axes = pyplot.subplots(figsize=(10, 0.32 * len(labels) * max(len(thread_counts), 1) + 1.5))
+    figure, axes = pyplot.subplots(figsize=(11, 0.3 * len(labels) * max(len(thread_counts), 1) + 1.2))
     for index, threads in enumerate(thread_counts):
         positions = [row + index * height for row in range(len(labels))]
         values = [ratios[label].get(threads, math.nan) for label in labels]
         axes.barh(positions, values, height=height, label=f"{threads} thread(s)")
     axes.set_yticks([row + height * (len(thread_counts) - 1) / 2 for row in range(len(labels))])
-    axes.set_yticklabels([label if len(label) < 60 else label[:57] + "..." for label in labels], fontsize=7)
-    axes.invert_yaxis()
+    axes.set_yticklabels([label if len(label) < 70 else label[:67] + "..." for label in labels], fontsize=7)
+    axes.set_ylim(len(labels) - height / 2, -height / 2 - 0.2)  # top to bottom, in the report's order
     axes.set_xscale("log")
     axes.axvline(1, color="black", linewidth=0.8)
     axes.set_xlabel("nbprop median / PyTorch median (log scale; below 1: nbprop faster)")
     axes.set_title(f"nbprop / PyTorch, {results['machine']['cpu']}, {results['machine']['cores']} cores")
     axes.legend(loc="lower right")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
     pyplot.close(figure)

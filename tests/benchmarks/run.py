@@ -95,6 +95,7 @@ def _trim(entry):
 def run_threads(threads, arguments):
     """One thread count: ceilings, then the suite, in processes started with the thread variables set."""
     environment = {**os.environ, **{variable: str(threads) for variable in THREAD_VARIABLES}}
+    load_at_start = os.getloadavg()[0]
     ceilings = json.loads(subprocess.run(
         [sys.executable, "-m", "tests.benchmarks.run", "--measure-ceilings"],
         env=environment, cwd=ROOT, capture_output=True, text=True, check=True,
@@ -116,6 +117,7 @@ def run_threads(threads, arguments):
         benchmarks = json.loads(output.read_text())["benchmarks"] if output.exists() else []
     failed = re.findall(r"^FAILED (\S+)", completed.stdout, flags=re.MULTILINE)
     return {"threads": threads, "ceilings": ceilings, "returncode": completed.returncode, "failed": failed,
+            "load_average": [load_at_start, os.getloadavg()[0]],
             "benchmarks": [_trim(entry) for entry in benchmarks]}
 
 
@@ -134,6 +136,15 @@ def publish():
     PUBLISHED.write_text(preface + body)
 
 
+def write_report(results, output, previous, publish_all):
+    """results/<machine>.md and .png beside the results file; BENCHMARKS.md too for files in results/."""
+    chart_path = output.with_suffix(".png")
+    report.chart(results, chart_path)
+    output.with_suffix(".md").write_text(report.render(results, previous, chart_name=chart_path.name))
+    if publish_all and output.parent.resolve() == RESULTS:
+        publish()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -141,10 +152,18 @@ def main():
     parser.add_argument("--max-time", type=float, default=0.5, help="seconds per benchmark")
     parser.add_argument("--output", type=Path, help="results JSON (default results/<machine>.json)")
     parser.add_argument("--no-publish", action="store_true", help="do not rewrite BENCHMARKS.md")
+    parser.add_argument("--render-only", action="store_true",
+                        help="rebuild the report, chart and BENCHMARKS.md from the results file")
+    parser.add_argument("--previous", type=Path, help="results file to give the spread against")
     parser.add_argument("--measure-ceilings", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.measure_ceilings:
         print(json.dumps(measure_ceilings()))
+        return
+    if arguments.render_only:
+        output = arguments.output or RESULTS / f"{machine()['name']}.json"
+        previous = json.loads(arguments.previous.read_text()) if arguments.previous else None
+        write_report(json.loads(output.read_text()), output, previous, not arguments.no_publish)
         return
     start = time.perf_counter()
     results = {"machine": machine(), "load_average": {"start": list(os.getloadavg())}, "runs": []}
@@ -156,14 +175,12 @@ def main():
     output = arguments.output or RESULTS / f"{results['machine']['name']}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(output.read_text()) if output.exists() else None
+    if arguments.previous:
+        previous = json.loads(arguments.previous.read_text())
     output.write_text(json.dumps(results, indent=1) + "\n")
-    chart_path = output.with_suffix(".png")
-    report.chart(results, chart_path)
-    output.with_suffix(".md").write_text(report.render(results, previous, chart_name=chart_path.name))
-    if not arguments.no_publish and output.parent == RESULTS:
-        publish()
+    write_report(results, output, previous, not arguments.no_publish)
     minutes = results["duration_s"] / 60
-    print(f"wrote {output}, {output.with_suffix('.md')}, {chart_path} in {minutes:.1f} min")
+    print(f"wrote {output} and its .md and .png in {minutes:.1f} min")
 
 
 if __name__ == "__main__":

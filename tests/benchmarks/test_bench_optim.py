@@ -2,8 +2,9 @@
 
 Run: .venv/bin/python -m pytest tests/benchmarks/test_bench_optim.py --benchmark-enable --benchmark-only
 Groups: a 10-million-parameter MLP (float32, 784-2560-2560-784 plus biases: 10.05M) and a 100-tensor model
-of small tensors (100 tensors of 64 x 64). Gradients are set once; each round is one `step()` (the
-gradient copy into nbprop's flat buffer is inside the step). Compare the medians within a group.
+of small tensors (100 tensors of 64 x 64). Gradients are set once; each round is one `step()`
+(after the first step nbprop's .grad are views of its flat gradient buffer, so later steps copy nothing).
+Also an SGD (momentum 0.9) step over the MLP 784-512-512-10. Compare the medians within a group.
 """
 
 import numpy as np
@@ -59,5 +60,35 @@ def test_torch_adam_step(benchmark, torch, workload, variant):
         parameter.grad = torch.tensor(array * 1e-3)
     options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[variant]
     optimizer = torch.optim.Adam(params, lr=1e-4, **options)
+    optimizer.step()
+    benchmark(optimizer.step)
+
+
+SGD_SHAPES = [(512, 784), (512,), (512, 512), (512,), (10, 512), (10,)]
+
+
+def test_nbprop_sgd_step(benchmark):
+    from nbprop.optim.sgd import SGD
+
+    benchmark.group = "SGD step (momentum 0.9), MLP 784-512-512-10, float32"
+    arrays = _arrays(SGD_SHAPES)
+    params = [Parameter(nbprop.tensor(array)) for array in arrays]
+    for parameter, array in zip(params, arrays):
+        parameter.grad = nbprop.tensor(array * 1e-3)
+    optimizer = SGD(params, lr=1e-3, momentum=0.9)
+    optimizer.step()
+    benchmark(optimizer.step)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("variant", ["default", "foreach", "fused"])
+def test_torch_sgd_step(benchmark, torch, variant):
+    benchmark.group = "SGD step (momentum 0.9), MLP 784-512-512-10, float32"
+    arrays = _arrays(SGD_SHAPES)
+    params = [torch.tensor(array, requires_grad=True) for array in arrays]
+    for parameter, array in zip(params, arrays):
+        parameter.grad = torch.tensor(array * 1e-3)
+    options = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[variant]
+    optimizer = torch.optim.SGD(params, lr=1e-3, momentum=0.9, **options)
     optimizer.step()
     benchmark(optimizer.step)
