@@ -5,7 +5,7 @@ import pytest
 
 import nbprop
 from nbprop.nn.parameter import Parameter
-from nbprop.optim.adafactor import Adafactor, factored_dims
+from nbprop.optim.adafactor import OptaxAdafactor, factored_dims
 from nbprop.optim.asgd import ASGD
 from nbprop.optim.lamb import LAMB
 
@@ -223,7 +223,7 @@ def test_adafactor_trajectory_matches_reference(options, dtype):
         # lr=None takes steps as large as the parameters: they grow ~e^t and float32 rounding with them.
         options = dict(lr=0.05)
     initial, gradients = _problem(dtype, shapes=ADAFACTOR_SHAPES, steps=30)
-    params, optimizer = _run(Adafactor, initial, gradients, **options)
+    params, optimizer = _run(OptaxAdafactor, initial, gradients, **options)
     expected, reference_state = _adafactor_reference(initial, gradients, **options)
     _assert_close(_values(params), expected, dtype)
     state = optimizer.state_dict()["state"]
@@ -240,9 +240,9 @@ def test_adafactor_trajectory_matches_reference(options, dtype):
 def test_adafactor_resume_and_unsupported_options():
     initial, gradients = _problem(np.float64, shapes=[(3, 4), (5,), (2, 3, 2)], steps=20)
     options = dict(min_dim_size_to_factor=2, momentum=0.5)
-    params, optimizer = _run(Adafactor, initial, gradients[:10], **options)
+    params, optimizer = _run(OptaxAdafactor, initial, gradients[:10], **options)
     resumed = _params(_values(params))
-    fresh = Adafactor(resumed, **options)
+    fresh = OptaxAdafactor(resumed, **options)
     fresh.load_state_dict(optimizer.state_dict())
     for step_gradients in gradients[10:]:
         _set_grads(params, step_gradients)
@@ -252,22 +252,22 @@ def test_adafactor_resume_and_unsupported_options():
     for uninterrupted, again in zip(_values(params), _values(resumed)):
         np.testing.assert_array_equal(uninterrupted, again)
     with pytest.raises(NotImplementedError, match="weight_decay_mask"):
-        Adafactor(params, weight_decay_mask=lambda p: p)
+        OptaxAdafactor(params, weight_decay_mask=lambda p: p)
     with pytest.raises(NotImplementedError, match="dtype_momentum"):
-        Adafactor(params, dtype_momentum=np.float32)
+        OptaxAdafactor(params, dtype_momentum=np.float32)
     with pytest.raises(ValueError, match="Invalid clipping_threshold"):
-        Adafactor(params, clipping_threshold=0.0)
+        OptaxAdafactor(params, clipping_threshold=0.0)
     saved = optimizer.state_dict()
     saved["state"][0]["v"] = saved["state"][0].pop("v_row")
     with pytest.raises(ValueError, match="has state 'v', which a parameter of shape"):
-        Adafactor(_params(initial), **options).load_state_dict(saved)
+        OptaxAdafactor(_params(initial), **options).load_state_dict(saved)
 
 
 @pytest.mark.parametrize("name", ["LAMB", "Adafactor", "ASGD"])
 def test_deterministic_parallel(name):
     """Above the parallel threshold (a factored (270, 260) matrix for Adafactor): bit-identical reruns."""
     initial, gradients = _problem(np.float64, shapes=[(270, 260), (7,)], steps=4)
-    optimizer_class = dict(LAMB=LAMB, Adafactor=Adafactor, ASGD=ASGD)[name]
+    optimizer_class = dict(LAMB=LAMB, Adafactor=OptaxAdafactor, ASGD=ASGD)[name]
     first, _ = _run(optimizer_class, initial, gradients)
     second, _ = _run(optimizer_class, initial, gradients)
     for one, other in zip(_values(first), _values(second)):

@@ -1,5 +1,8 @@
-"""Adafactor: factored second moments (Shazeer & Stern 2018, "Adafactor: Adaptive Learning Rates with Sublinear
-Memory Cost"), as optax.adafactor."""
+"""OptaxAdafactor: Adafactor's factored second moments (Shazeer & Stern 2018) as optax.adafactor computes them.
+
+Named apart from torch.optim.Adafactor, whose formulation differs: the PyTorch name is kept for a
+PyTorch-compatible class.
+"""
 
 import numpy as np
 
@@ -19,8 +22,8 @@ def factored_dims(shape, factored, min_dim_size_to_factor):
     return int(sorted_dims[-2]), int(sorted_dims[-1])
 
 
-class Adafactor(ShapedStateMixin, Optimizer):
-    """`Adafactor(params, lr=None, decay_rate=0.8, decay_offset=0, min_dim_size_to_factor=128, eps=1e-30,
+class OptaxAdafactor(ShapedStateMixin, Optimizer):
+    """`OptaxAdafactor(params, lr=None, decay_rate=0.8, decay_offset=0, min_dim_size_to_factor=128, eps=1e-30,
     clipping_threshold=1.0, multiply_by_parameter_scale=True, momentum=None, weight_decay_rate=None,
     factored=True, *, maximize=False, dtype_momentum=None, weight_decay_mask=None)`: optax.adafactor's update
     with its defaults (argument names as optax's; not torch.optim.Adafactor, whose formulation differs).
