@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python -m pytest tests/benchmarks/test_bench_optim.py --benchmark-enable --benchmark-only
 Groups: a 10-million-parameter MLP (float32, 784-2560-2560-784 plus biases: 10.05M) and a 100-tensor model
-of small tensors (100 tensors of 64 x 64). Gradients are set once; each round is one `step()`
-(after the first step nbprop's .grad are views of its flat gradient buffer, so later steps copy nothing).
+of small tensors (100 tensors of 64 x 64). Gradients are set once; each round is one `step()`, which
+copies the gradients into the optimizer's flat buffer and makes one fused kernel call.
 Also an SGD (momentum 0.9) step over the MLP 784-512-512-10. Compare the medians within a group.
 """
 
