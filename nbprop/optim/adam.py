@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nbprop.optim.optimizer import Optimizer
+from nbprop.optim.optimizer import Optimizer, check_moment_hyperparameters
 
 
 class Adam(Optimizer):
@@ -32,15 +32,7 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group):
-        beta1, beta2 = group["betas"]
-        if group["eps"] < 0:
-            raise ValueError(f"Invalid epsilon value: {group['eps']}")
-        if not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-        if not 0.0 <= beta2 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
-        if group["weight_decay"] < 0:
-            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
+        check_moment_hyperparameters(group)
 
     def _state_names(self, group):
         names = ("exp_avg", "exp_avg_sq")

@@ -1,19 +1,6 @@
 """Adamax: PyTorch's Adam variant on the infinity norm of past gradients."""
 
-from nbprop.optim.optimizer import Optimizer
-
-
-def check_moment_hyperparameters(group):
-    """PyTorch's checks of eps, betas and weight_decay for the Adam family (Adamax, NAdam, RAdam)."""
-    beta1, beta2 = group["betas"]
-    if not 0.0 <= group["eps"]:
-        raise ValueError(f"Invalid epsilon value: {group['eps']}")
-    if not 0.0 <= beta1 < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-    if not 0.0 <= beta2 < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
-    if not 0.0 <= group["weight_decay"]:
-        raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
+from nbprop.optim.optimizer import Optimizer, check_moment_hyperparameters
 
 
 class Adamax(Optimizer):

@@ -1,6 +1,6 @@
 """LAMB: layer-wise adaptive moments (You et al. 2019, "Large Batch Optimization for Deep Learning"), as optax.lamb."""
 
-from nbprop.optim.optimizer import Optimizer
+from nbprop.optim.optimizer import Optimizer, check_moment_hyperparameters
 
 
 class LAMB(Optimizer):
@@ -23,17 +23,9 @@ class LAMB(Optimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group):
-        beta1, beta2 = group["betas"]
-        if group["eps"] < 0:
-            raise ValueError(f"Invalid epsilon value: {group['eps']}")
-        if group["eps_root"] < 0:
+        check_moment_hyperparameters(group)
+        if not 0.0 <= group["eps_root"]:
             raise ValueError(f"Invalid eps_root value: {group['eps_root']}")
-        if not 0.0 <= beta1 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
-        if not 0.0 <= beta2 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
-        if group["weight_decay"] < 0:
-            raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")
 
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq")

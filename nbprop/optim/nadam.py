@@ -3,8 +3,7 @@
 import numpy as np
 
 from nbprop.dtypes import get_default_dtype
-from nbprop.optim.adamax import check_moment_hyperparameters
-from nbprop.optim.optimizer import Optimizer, _as_array
+from nbprop.optim.optimizer import Optimizer, _as_array, check_moment_hyperparameters
 from nbprop.tensor import Tensor
 
 

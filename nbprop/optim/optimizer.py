@@ -317,3 +317,16 @@ class Optimizer:
                             bucket.steps[index] = float(array.reshape(-1)[0])
                         else:
                             bucket.segment(name, index)[...] = array
+
+
+def check_moment_hyperparameters(group):
+    """PyTorch's checks of eps, betas and weight_decay for the Adam family (Adam, AdamW, Adamax, NAdam, RAdam, LAMB)."""
+    beta1, beta2 = group["betas"]
+    if not 0.0 <= group["eps"]:
+        raise ValueError(f"Invalid epsilon value: {group['eps']}")
+    if not 0.0 <= beta1 < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {beta1}")
+    if not 0.0 <= beta2 < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {beta2}")
+    if not 0.0 <= group["weight_decay"]:
+        raise ValueError(f"Invalid weight_decay value: {group['weight_decay']}")

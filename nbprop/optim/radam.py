@@ -1,7 +1,6 @@
 """RAdam: PyTorch's rectified Adam (variance rectification of the adaptive step), with RAdamW's decay."""
 
-from nbprop.optim.adamax import check_moment_hyperparameters
-from nbprop.optim.optimizer import Optimizer
+from nbprop.optim.optimizer import Optimizer, check_moment_hyperparameters
 
 
 class RAdam(Optimizer):
