@@ -10,15 +10,8 @@ import math
 
 from numba import prange
 
-from nbprop.kernels._jit import parallel_cpu_kernel, scalar_function
-
-
-@scalar_function
-def _lerp(start, end, weight):
-    """torch.lerp's formula: its two branches (small and large weight) round differently."""
-    if abs(weight) < 0.5:
-        return start + weight * (end - start)
-    return end - (end - start) * (1.0 - weight)
+from nbprop.kernels._jit import parallel_cpu_kernel
+from nbprop.kernels.optim_common import _adam_moments, _coupled_gradient, _decayed_gradient, _lerp
 
 
 @parallel_cpu_kernel
@@ -32,9 +25,7 @@ def adamax_step(param, grad, exp_avg, exp_inf, chunk_start, chunk_end, chunk_seg
             continue
         negative_step_size = -lr / (1.0 - beta1 ** steps[segment])
         for index in range(chunk_start[chunk], chunk_end[chunk]):
-            gradient = -grad[index] if maximize else grad[index]
-            if weight_decay != 0.0:
-                gradient = gradient + weight_decay * param[index]
+            gradient = _coupled_gradient(param, grad, index, weight_decay, maximize)
             average = _lerp(exp_avg[index], gradient, 1.0 - beta1)
             exp_avg[index] = average
             decayed = exp_inf[index] * beta2
@@ -65,17 +56,8 @@ def nadam_step(param, grad, exp_avg, exp_avg_sq, mu_product, chunk_start, chunk_
         gradient_coefficient = -lr * (1.0 - mu) / (1.0 - product)
         average_coefficient = (-lr * mu_next) / (1.0 - product * mu_next)
         for index in range(chunk_start[chunk], chunk_end[chunk]):
-            gradient = -grad[index] if maximize else grad[index]
-            value = param[index]
-            if weight_decay != 0.0:
-                if decoupled:
-                    value = value * (1.0 - lr * weight_decay)
-                else:
-                    gradient = gradient + weight_decay * value
-            average = _lerp(exp_avg[index], gradient, 1.0 - beta1)
-            exp_avg[index] = average
-            square = exp_avg_sq[index] * beta2 + (1.0 - beta2) * gradient * gradient
-            exp_avg_sq[index] = square
+            gradient, value = _decayed_gradient(param, grad, index, lr, weight_decay, decoupled, maximize)
+            average, square = _adam_moments(exp_avg, exp_avg_sq, index, gradient, beta1, beta2)
             denominator = math.sqrt(square / bias_correction2) + eps
             value = value + gradient_coefficient * gradient / denominator
             param[index] = value + average_coefficient * average / denominator
@@ -105,17 +87,8 @@ def radam_step(param, grad, exp_avg, exp_avg_sq, chunk_start, chunk_end, chunk_s
                                       / ((rho_infinity - 4.0) * (rho_infinity - 2.0) * rho))
         bias_correction2_sqrt = math.sqrt(bias_correction2)
         for index in range(chunk_start[chunk], chunk_end[chunk]):
-            gradient = -grad[index] if maximize else grad[index]
-            value = param[index]
-            if weight_decay != 0.0:
-                if decoupled:
-                    value = value * (1.0 - lr * weight_decay)
-                else:
-                    gradient = gradient + weight_decay * value
-            average = _lerp(exp_avg[index], gradient, 1.0 - beta1)
-            exp_avg[index] = average
-            square = exp_avg_sq[index] * beta2 + (1.0 - beta2) * gradient * gradient
-            exp_avg_sq[index] = square
+            gradient, value = _decayed_gradient(param, grad, index, lr, weight_decay, decoupled, maximize)
+            average, square = _adam_moments(exp_avg, exp_avg_sq, index, gradient, beta1, beta2)
             update = average / bias_correction1 * lr
             if rectified:
                 update = update * (bias_correction2_sqrt / (math.sqrt(square) + eps)) * rectification
@@ -132,9 +105,7 @@ def adadelta_step(param, grad, square_avg, acc_delta, chunk_start, chunk_end, ch
         if not active[segment]:
             continue
         for index in range(chunk_start[chunk], chunk_end[chunk]):
-            gradient = -grad[index] if maximize else grad[index]
-            if weight_decay != 0.0:
-                gradient = gradient + weight_decay * param[index]
+            gradient = _coupled_gradient(param, grad, index, weight_decay, maximize)
             square = square_avg[index] * rho + (1.0 - rho) * gradient * gradient
             square_avg[index] = square
             delta = math.sqrt(acc_delta[index] + eps) / math.sqrt(square + eps) * gradient

@@ -12,6 +12,7 @@ import numpy as np
 from numba import prange
 
 from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
+from nbprop.kernels.optim_common import _chunk_partials, _coupled_gradient, _signed_gradient
 
 
 @parallel_cpu_kernel
@@ -27,9 +28,7 @@ def asgd_step(param, grad, ax, eta, mu, chunk_start, chunk_end, chunk_segment, a
         average_rate = np.float64(mu[segment])
         decay = 1.0 - lambd * rate
         for index in range(chunk_start[chunk], chunk_end[chunk]):
-            gradient = -grad[index] if maximize else grad[index]
-            if weight_decay != 0.0:
-                gradient = gradient + weight_decay * param[index]
+            gradient = _coupled_gradient(param, grad, index, weight_decay, maximize)
             value = param[index] * decay
             value = value - rate * gradient
             param[index] = value
@@ -56,8 +55,7 @@ def lamb_step(param, grad, update_buffer, exp_avg, exp_avg_sq, chunk_start, chun
     u = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t) + eps_root) + eps) + wd p; r = ||p|| / ||u|| per parameter
     (1 where either norm is 0); p -= lr r u. `update_buffer` (the layout of param) is scratch."""
     chunks = chunk_start.size
-    param_squares = np.zeros(chunks, np.float64)
-    update_squares = np.zeros(chunks, np.float64)
+    param_squares, update_squares = _chunk_partials(chunks)
     for chunk in prange(chunks):
         segment = chunk_segment[chunk]
         if not active[segment]:
@@ -67,7 +65,7 @@ def lamb_step(param, grad, update_buffer, exp_avg, exp_avg_sq, chunk_start, chun
         param_square = 0.0
         update_square = 0.0
         for index in range(chunk_start[chunk], chunk_end[chunk]):
-            gradient = -grad[index] if maximize else grad[index]
+            gradient = _signed_gradient(grad, index, maximize)
             average = (1.0 - beta1) * gradient + beta1 * exp_avg[index]
             square = (1.0 - beta2) * gradient * gradient + beta2 * exp_avg_sq[index]
             exp_avg[index] = average
@@ -159,11 +157,10 @@ def adafactor_step(param, grad, update_buffer, second_moment, row_moment, col_mo
                     factor = (sums_a[i] / row_mean) ** -0.5 * sums_b[j] ** -0.5
                 else:
                     factor = (sums_b[j] / row_mean) ** -0.5 * sums_a[i] ** -0.5
-                gradient = -grad[at] if maximize else grad[at]
+                gradient = _signed_gradient(grad, at, maximize)
                 update_buffer[at] = gradient * factor
     chunks = chunk_start.size
-    param_squares = np.zeros(chunks, np.float64)
-    update_squares = np.zeros(chunks, np.float64)
+    param_squares, update_squares = _chunk_partials(chunks)
     for chunk in prange(chunks):
         segment = chunk_segment[chunk]
         if not active[segment]:
@@ -174,7 +171,7 @@ def adafactor_step(param, grad, update_buffer, second_moment, row_moment, col_mo
         update_square = 0.0
         for index in range(chunk_start[chunk], chunk_end[chunk]):
             if not factored[segment]:
-                gradient = -grad[index] if maximize else grad[index]
+                gradient = _signed_gradient(grad, index, maximize)
                 square = decay * second_moment[index + shift] + (1.0 - decay) * (gradient * gradient + eps)
                 second_moment[index + shift] = square
                 update_buffer[index] = gradient * square ** -0.5

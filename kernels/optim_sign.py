@@ -8,6 +8,7 @@ whether its state is fresh.
 from numba import prange
 
 from nbprop.kernels._jit import parallel_cpu_kernel, scalar_function
+from nbprop.kernels.optim_common import _signed_gradient
 
 
 @scalar_function
@@ -32,7 +33,7 @@ def rprop_step(param, grad, prev, step_size, chunk_start, chunk_end, chunk_segme
             continue
         fresh = first[segment]
         for index in range(chunk_start[chunk], chunk_end[chunk]):
-            gradient = -grad[index] if maximize else grad[index]
+            gradient = _signed_gradient(grad, index, maximize)
             product = gradient * prev[index]
             if product > 0.0:
                 factor = etaplus
@@ -65,7 +66,7 @@ def lion_step(param, grad, exp_avg, chunk_start, chunk_end, chunk_segment, activ
         if not active[segment]:
             continue
         for index in range(chunk_start[chunk], chunk_end[chunk]):
-            gradient = -grad[index] if maximize else grad[index]
+            gradient = _signed_gradient(grad, index, maximize)
             average = exp_avg[index]
             value = param[index]
             update = _sign((1.0 - beta1) * gradient + beta1 * average) + weight_decay * value

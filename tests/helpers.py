@@ -47,3 +47,45 @@ broadcast_pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, ma
 def arrays(shape, dtype=np.float64, low=-3.0, high=3.0):
     """Finite float arrays of `shape` with values in [low, high]."""
     return hnp.arrays(dtype, shape, elements=st.floats(low, high, allow_nan=False, width=np.dtype(dtype).itemsize * 8))
+
+
+# Optimizer trajectories: the same gradient sequence fed to nbprop's optimizers and to torch.optim's.
+OPTIM_TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
+
+
+def optim_problem(dtype, shapes, steps=100, seed=0):
+    """Initial parameter values of `shapes` and `steps` lists of gradients, standard normal, in `dtype`."""
+    rng = np.random.default_rng(seed)
+    initial = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+    gradients = [[rng.standard_normal(shape).astype(dtype) for shape in shapes] for _ in range(steps)]
+    return initial, gradients
+
+
+def set_grads(params, gradients, missing=()):
+    """Set each parameter's gradient (nbprop or torch) from arrays; those at indices `missing` get None."""
+    for index, (parameter, gradient) in enumerate(zip(params, gradients)):
+        if index in missing:
+            parameter.grad = None
+        elif isinstance(parameter, nbprop.Tensor):
+            parameter.grad = nbprop.tensor(gradient.copy())
+        else:
+            import torch
+
+            parameter.grad = torch.tensor(gradient.copy())
+
+
+def step_together(runs, gradients):
+    """Step every (optimizer, params) of `runs` on the same gradients, one list of arrays per step."""
+    for step_gradients in gradients:
+        for _, params in runs:
+            set_grads(params, step_gradients)
+        for optimizer, _ in runs:
+            optimizer.step()
+
+
+def assert_same_params(ours, theirs, dtype):
+    """nbprop parameters equal torch's (or another run's) within OPTIM_TOLERANCE[dtype]."""
+    tolerance = OPTIM_TOLERANCE[dtype]
+    for parameter, tensor in zip(ours, theirs):
+        np.testing.assert_allclose(parameter.detach().numpy(), tensor.detach().numpy(), rtol=tolerance,
+                                   atol=tolerance)

@@ -140,7 +140,6 @@ def test_time_formatting():
 
 
 def test_chart_writes_a_png(tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "chart.png"
     report.chart(_results(SAMPLE, benchmarks_two=SAMPLE), path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

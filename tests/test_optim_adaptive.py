@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import assert_same_params, optim_problem, set_grads, step_together
 
 import nbprop
 from nbprop.nn.parameter import Parameter
@@ -35,10 +36,7 @@ CASES = [
 
 
 def _problem(dtype, shapes=SHAPES, steps=100, seed=0):
-    rng = np.random.default_rng(seed)
-    initial = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
-    gradients = [[rng.standard_normal(shape).astype(dtype) for shape in shapes] for _ in range(steps)]
-    return initial, gradients
+    return optim_problem(dtype, shapes, steps, seed)
 
 
 def _ours(initial):
@@ -49,26 +47,6 @@ def _theirs(initial):
     import torch
 
     return [torch.tensor(array.copy(), requires_grad=True) for array in initial]
-
-
-def _set_grads(params, gradients, missing=()):
-    """Set each parameter's gradient (nbprop or torch) from arrays; those at indices `missing` get None."""
-    import torch
-
-    for index, (parameter, gradient) in enumerate(zip(params, gradients)):
-        if index in missing:
-            parameter.grad = None
-        elif isinstance(parameter, torch.Tensor):
-            parameter.grad = torch.tensor(gradient.copy())
-        else:
-            parameter.grad = nbprop.tensor(gradient.copy())
-
-
-def _assert_same(ours, theirs, dtype):
-    tolerance = TOLERANCE[dtype]
-    for parameter, tensor in zip(ours, theirs):
-        np.testing.assert_allclose(parameter.detach().numpy(), tensor.detach().numpy(), rtol=tolerance,
-                                   atol=tolerance)
 
 
 def _assert_same_state(ours, theirs, dtype):
@@ -93,12 +71,8 @@ def test_trajectory_matches_torch(name, options, dtype):
     ours, theirs = _ours(initial), _theirs(initial)
     optimizer = OURS[name](ours, **options)
     reference = getattr(torch.optim, name)(theirs, **options)
-    for step_gradients in gradients:
-        _set_grads(ours, step_gradients)
-        _set_grads(theirs, step_gradients)
-        optimizer.step()
-        reference.step()
-    _assert_same(ours, theirs, dtype)
+    step_together([(optimizer, ours), (reference, theirs)], gradients)
+    assert_same_params(ours, theirs, dtype)
     _assert_same_state(optimizer, reference, dtype)
 
 
@@ -112,12 +86,8 @@ def test_threaded_trajectory_matches_torch(name, options):
     ours, theirs = _ours(initial), _theirs(initial)
     optimizer = OURS[name](ours, **options)
     reference = getattr(torch.optim, name)(theirs, **options)
-    for step_gradients in gradients:
-        _set_grads(ours, step_gradients)
-        _set_grads(theirs, step_gradients)
-        optimizer.step()
-        reference.step()
-    _assert_same(ours, theirs, np.float32)
+    step_together([(optimizer, ours), (reference, theirs)], gradients)
+    assert_same_params(ours, theirs, np.float32)
     _assert_same_state(optimizer, reference, np.float32)
 
 
@@ -140,11 +110,11 @@ def test_param_groups_and_missing_grads(name, options):
         missing = {1} if step % 3 == 0 else set()
         if step < 7:
             missing.add(2)
-        _set_grads(ours, step_gradients, missing)
-        _set_grads(theirs, step_gradients, missing)
+        set_grads(ours, step_gradients, missing)
+        set_grads(theirs, step_gradients, missing)
         optimizer.step()
         reference.step()
-    _assert_same(ours, theirs, np.float64)
+    assert_same_params(ours, theirs, np.float64)
     _assert_same_state(optimizer, reference, np.float64)
 
 
@@ -164,8 +134,8 @@ def test_resume_and_load_torch_state_dict(name, options):
             optimizer.add_param_group({"params": [ours[2]], "lr": 0.02})
             reference.add_param_group({"params": [theirs[2]], "lr": 0.02})
         missing = {2} if step < 10 else ({0} if step % 4 == 0 else set())
-        _set_grads(ours, step_gradients, missing)
-        _set_grads(theirs, step_gradients, missing)
+        set_grads(ours, step_gradients, missing)
+        set_grads(theirs, step_gradients, missing)
         optimizer.step()
         reference.step()
     resumed = _ours([p.detach().numpy() for p in ours])
@@ -179,13 +149,13 @@ def test_resume_and_load_torch_state_dict(name, options):
     loaded.load_state_dict(reference.state_dict())
     for step_gradients in gradients[50:]:
         for params in (ours, theirs, resumed, from_torch):
-            _set_grads(params, step_gradients)
+            set_grads(params, step_gradients)
         for each in (optimizer, reference, fresh, loaded):
             each.step()
     for uninterrupted, continued in zip(ours, resumed):
         np.testing.assert_array_equal(uninterrupted.detach().numpy(), continued.detach().numpy())
-    _assert_same(ours, theirs, np.float64)
-    _assert_same(from_torch, theirs, np.float64)
+    assert_same_params(ours, theirs, np.float64)
+    assert_same_params(from_torch, theirs, np.float64)
     _assert_same_state(loaded, reference, np.float64)
 
 
@@ -203,8 +173,8 @@ def test_nadam_mu_product_follows_default_dtype():
         optimizer = NAdam(ours, lr=0.05, momentum_decay=0.02)
         reference = torch.optim.NAdam(theirs, lr=0.05, momentum_decay=0.02)
         for step_gradients in gradients:
-            _set_grads(ours, step_gradients)
-            _set_grads(theirs, step_gradients)
+            set_grads(ours, step_gradients)
+            set_grads(theirs, step_gradients)
             optimizer.step()
             reference.step()
     finally:
@@ -212,10 +182,10 @@ def test_nadam_mu_product_follows_default_dtype():
         torch.set_default_dtype(previous_torch)
     assert optimizer.state[ours[0]]["mu_product"].dtype == nbprop.float64
     assert reference.state[theirs[0]]["mu_product"].dtype == torch.float64
-    _assert_same(ours, theirs, np.float64)
+    assert_same_params(ours, theirs, np.float64)
     _assert_same_state(optimizer, reference, np.float64)
     float32_optimizer = NAdam(_ours(initial))
-    _set_grads(float32_optimizer.param_groups[0]["params"], gradients[0])
+    set_grads(float32_optimizer.param_groups[0]["params"], gradients[0])
     float32_optimizer.step()
     assert float32_optimizer.state_dict()["state"][0]["mu_product"].dtype == nbprop.float32
 
@@ -247,11 +217,11 @@ def test_schedule_lr_is_evaluated_at_steps_taken(name):
     reference = getattr(torch.optim, name)(theirs, lr=0.05)
     for step, step_gradients in enumerate(gradients):
         reference.param_groups[0]["lr"] = schedule(step)
-        _set_grads(ours, step_gradients)
-        _set_grads(theirs, step_gradients)
+        set_grads(ours, step_gradients)
+        set_grads(theirs, step_gradients)
         optimizer.step()
         reference.step()
-    _assert_same(ours, theirs, np.float64)
+    assert_same_params(ours, theirs, np.float64)
 
 
 @pytest.mark.parametrize("name", sorted(OURS))
@@ -263,7 +233,7 @@ def test_threaded_update_is_deterministic(name):
         params = _ours(initial)
         optimizer = OURS[name](params, weight_decay=0.01)
         for step_gradients in gradients:
-            _set_grads(params, step_gradients)
+            set_grads(params, step_gradients)
             optimizer.step()
         results.append([p.detach().numpy().copy() for p in params])
     for first, second in zip(*results):
@@ -313,7 +283,7 @@ def test_invalid_group_and_unsupported_options_raise(name):
 def test_nadam_load_requires_mu_product():
     params = _ours([np.zeros(2)])
     optimizer = NAdam(params)
-    _set_grads(params, [np.ones(2)])
+    set_grads(params, [np.ones(2)])
     optimizer.step()
     saved = optimizer.state_dict()
     del saved["state"][0]["mu_product"]
@@ -333,9 +303,9 @@ def test_nadam_state_survives_rebuilt_buffers():
     for step, step_gradients in enumerate(gradients):
         if step == 15:
             ours[1]._data = ours[1]._data.copy()
-        _set_grads(ours, step_gradients, {2} if step % 5 == 0 else ())
-        _set_grads(theirs, step_gradients, {2} if step % 5 == 0 else ())
+        set_grads(ours, step_gradients, {2} if step % 5 == 0 else ())
+        set_grads(theirs, step_gradients, {2} if step % 5 == 0 else ())
         optimizer.step()
         reference.step()
-    _assert_same(ours, theirs, np.float64)
+    assert_same_params(ours, theirs, np.float64)
     _assert_same_state(optimizer, reference, np.float64)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import step_together
 
 import nbprop
 from nbprop.nn.parameter import Parameter
@@ -244,11 +245,7 @@ def test_adafactor_resume_and_unsupported_options():
     resumed = _params(_values(params))
     fresh = OptaxAdafactor(resumed, **options)
     fresh.load_state_dict(optimizer.state_dict())
-    for step_gradients in gradients[10:]:
-        _set_grads(params, step_gradients)
-        _set_grads(resumed, step_gradients)
-        optimizer.step()
-        fresh.step()
+    step_together([(optimizer, params), (fresh, resumed)], gradients[10:])
     for uninterrupted, again in zip(_values(params), _values(resumed)):
         np.testing.assert_array_equal(uninterrupted, again)
     with pytest.raises(NotImplementedError, match="weight_decay_mask"):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import step_together
 
 import nbprop
 from nbprop.nn.parameter import Parameter
@@ -190,11 +191,7 @@ def test_lion_resume_and_add_param_group():
     fresh.add_param_group({"params": [resumed[2]]})
     fresh.load_state_dict(optimizer.state_dict())
     assert fresh.param_groups[1]["weight_decay"] == 0.5
-    for step_gradients in gradients[20:]:
-        _set_grads(params, step_gradients)
-        _set_grads(resumed, step_gradients)
-        optimizer.step()
-        fresh.step()
+    step_together([(optimizer, params), (fresh, resumed)], gradients[20:])
     for uninterrupted, again in zip(_values(params), _values(resumed)):
         np.testing.assert_array_equal(uninterrupted, again)
 
