@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import OPTIM_TOLERANCE, assert_same_params, optim_problem
 
 import nbprop
 from nbprop.nn.parameter import Parameter
@@ -11,7 +12,6 @@ from nbprop.optim.rmsprop import RMSprop
 from nbprop.optim.sgd import SGD
 
 SHAPES = [(3, 4), (5,), (), (2, 3, 2), (0, 3), (70, 1000)]
-TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
 
 CASES = [
     ("SGD", dict(lr=0.1)),
@@ -32,10 +32,7 @@ OURS = dict(SGD=SGD, Adam=Adam, AdamW=AdamW, Adagrad=Adagrad, RMSprop=RMSprop)
 
 
 def _problem(dtype, shapes=SHAPES, steps=100, seed=0):
-    rng = np.random.default_rng(seed)
-    initial = [rng.standard_normal(shape).astype(dtype) for shape in shapes]
-    gradients = [[rng.standard_normal(shape).astype(dtype) for shape in shapes] for _ in range(steps)]
-    return initial, gradients
+    return optim_problem(dtype, shapes, steps, seed)
 
 
 def _pair(initial):
@@ -55,15 +52,8 @@ def _set_grads(ours, theirs, gradients):
             tensor.grad = torch.tensor(gradient.copy())
 
 
-def _assert_same(ours, theirs, dtype):
-    tolerance = TOLERANCE[dtype]
-    for parameter, tensor in zip(ours, theirs):
-        np.testing.assert_allclose(parameter.detach().numpy(), tensor.detach().numpy(), rtol=tolerance,
-                                   atol=tolerance)
-
-
 def _assert_same_state(ours, theirs, dtype):
-    tolerance = TOLERANCE[dtype]
+    tolerance = OPTIM_TOLERANCE[dtype]
     mine, reference = ours.state_dict()["state"], theirs.state_dict()["state"]
     assert sorted(mine) == sorted(reference)
     for index, entry in reference.items():
@@ -87,7 +77,7 @@ def test_trajectory_matches_torch(name, options, dtype):
         _set_grads(ours, theirs, step_gradients)
         optimizer.step()
         reference.step()
-    _assert_same(ours, theirs, dtype)
+    assert_same_params(ours, theirs, dtype)
     _assert_same_state(optimizer, reference, dtype)
 
 
@@ -112,7 +102,7 @@ def test_param_groups_and_missing_grads(name):
             theirs[1].grad = None
         optimizer.step()
         reference.step()
-    _assert_same(ours, theirs, np.float64)
+    assert_same_params(ours, theirs, np.float64)
     _assert_same_state(optimizer, reference, np.float64)
 
 
@@ -156,5 +146,5 @@ def test_add_param_group_and_resume(name, options):
         reference.step()
     for uninterrupted, resumed in zip(ours, resumed_params):
         np.testing.assert_array_equal(uninterrupted.detach().numpy(), resumed.detach().numpy())
-    _assert_same(ours, theirs, np.float64)
-    _assert_same(torch_loaded, theirs, np.float64)
+    assert_same_params(ours, theirs, np.float64)
+    assert_same_params(torch_loaded, theirs, np.float64)
