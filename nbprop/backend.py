@@ -15,7 +15,7 @@ from nbprop.kernels._jit import PARALLEL_THRESHOLD, ParallelKernel
 FAMILIES = (
     "elementwise", "elementwise_backward", "reduce", "extrema", "padding", "indexing", "matmul", "softmax", "value",
     "linear", "activation", "norm", "loss", "optim", "optim_transforms", "clip", "optim_adaptive",
-    "optim_sign", "optim_layerwise",
+    "optim_sign", "optim_layerwise", "optim_factored",
 )
 
 # Large contiguous inputs are cut into rows of this many elements, so that threads share the work evenly.

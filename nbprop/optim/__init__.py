@@ -3,6 +3,7 @@
 from nbprop.optim import lr_scheduler, schedules, transforms
 from nbprop.optim.adadelta import Adadelta
 from nbprop.optim.adafactor import OptaxAdafactor
+from nbprop.optim.adafactor_torch import Adafactor
 from nbprop.optim.adagrad import Adagrad
 from nbprop.optim.adam import Adam, AdamW
 from nbprop.optim.adamax import Adamax
@@ -51,7 +52,7 @@ from nbprop.optim.transforms import (
 )
 
 __all__ = [
-    "Adadelta", "Adamax", "NAdam", "RAdam",
+    "Adadelta", "Adafactor", "Adamax", "NAdam", "RAdam",
     "ASGD", "LAMB", "Lion", "OptaxAdafactor", "Rprop",
     "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "Transform", "TransformOptimizer",
     "adaptive_grad_clip", "add_decayed_weights", "apply_if_finite", "chain", "clip_by_global_norm",
