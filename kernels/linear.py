@@ -5,6 +5,7 @@ around them. The bias gradient is a column sum in which every thread owns a bloc
 rows in order, so serial and parallel runs give bit-identical sums.
 """
 
+import numpy as np
 from numba import prange
 
 from nbprop.kernels._jit import parallel_cpu_kernel
@@ -37,11 +38,14 @@ def linear_bias_grad(grad_output, out):
     for block in prange(block_count):
         start = block * _COLUMN_BLOCK
         stop = min(start + _COLUMN_BLOCK, columns)
-        for column in range(start, stop):
-            out[column] = 0
+        # A local total: adding into `out` directly, which may alias grad_output as far as the compiler
+        # knows, kept every sum in memory and ran 10x slower.
+        total = np.zeros(stop - start, out.dtype)
         for row in range(rows):
-            for column in range(start, stop):
-                out[column] += grad_output[row, column]
+            line = grad_output[row, start:stop]
+            for offset in range(stop - start):
+                total[offset] += line[offset]
+        out[start:stop] = total
 
 
 @parallel_cpu_kernel

@@ -29,8 +29,13 @@ def sgd_step(param, grad, momentum_buffer, chunk_start, chunk_end, chunk_segment
         if not active[segment]:
             continue
         fresh = first[segment]
+        if momentum == 0 and weight_decay == 0 and not maximize:
+            # Plain SGD, branch-free so that LLVM vectorizes it.
+            for index in range(np.uint64(chunk_start[chunk]), np.uint64(chunk_end[chunk])):
+                param[index] = param[index] - lr * grad[index]
+            continue
         if momentum != 0 and weight_decay == 0 and not (fresh or nesterov or maximize):
-            # The common case as a branch-free loop, which LLVM vectorizes (the general loop it does not).
+            # Momentum, the other common case, branch-free too (LLVM does not vectorize the general loop).
             for index in range(np.uint64(chunk_start[chunk]), np.uint64(chunk_end[chunk])):
                 buffer = momentum * momentum_buffer[index] + one_minus_dampening * grad[index]
                 momentum_buffer[index] = buffer

@@ -4,6 +4,10 @@ from nbprop.backend import DEVICES
 from nbprop.grad_mode import enable_grad, is_grad_enabled, no_grad, recording, set_grad_enabled
 from nbprop.tensor import Tensor
 
+# While a backward pass accumulates into `.grad`: leaf id -> the lent storage handed to a backward for that
+# leaf's gradient (Context.gradient_destination). None otherwise (autograd.grad, no pass running).
+_lent_storage = None
+
 __all__ = [
     "Function", "Context", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled",
@@ -32,6 +36,26 @@ class Context:
         """Keep tensors for backward; modifying one in place before backward makes backward raise."""
         self._saved = tensors
         self._saved_versions = tuple(None if t is None else t._version_counter[0] for t in tensors)
+
+    def gradient_destination(self, index):
+        """An array of input `index`'s shape and dtype that backward may write that input's gradient into and
+        return wrapped in a Tensor, which then becomes the input's `.grad` without a copy; or None.
+
+        Offered only to a leaf whose `.grad` is None and whose storage for it is lent (an optimizer lends
+        its flat gradient buffer, see nbprop/optim/flat.py), while backward accumulates into `.grad`, and
+        when no other input of this op is the same leaf.
+        """
+        lent = _lent_storage
+        leaf = self.next_edges[index]
+        if lent is None or leaf is None or leaf.__class__ is tuple or leaf.grad is not None or id(leaf) in lent:
+            return None
+        lender = getattr(leaf, "_grad_lender", None)
+        if lender is None or sum(edge is leaf for edge in self.next_edges) > 1:
+            return None
+        storage = lender()
+        if storage is not None:
+            lent[id(leaf)] = storage
+        return storage
 
     def copy_saved_sharing(self, version_counter):
         """Keep copies of the saved tensors whose storage (seen by its `version_counter`) is to be overwritten."""
@@ -209,6 +233,16 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
     With `inputs=None` gradients accumulate into the `.grad` of every leaf reached; otherwise the gradients
     of `inputs` are returned and no `.grad` is touched.
     """
+    global _lent_storage
+    previous_lent = _lent_storage
+    _lent_storage = {} if inputs is None else None
+    try:
+        return _propagate(outputs, gradients, retain_graph, inputs)
+    finally:
+        _lent_storage = previous_lent
+
+
+def _propagate(outputs, gradients, retain_graph, inputs):
     roots = []
     captured = None if inputs is None else {id(tensor): None for tensor in inputs}
     for output, gradient in zip(outputs, gradients):
@@ -289,8 +323,21 @@ def _zeros_for(node, index):
 def _accumulate_leaf(tensor, gradient):
     existing = tensor.grad
     if existing is None:
+        device = DEVICES[gradient.device]
+        lent = _lent_storage
+        if lent is not None:
+            if gradient._data is lent.pop(id(tensor), None):
+                # The backward wrote the gradient straight into the lent storage (Context.gradient_destination).
+                tensor.grad = Tensor._make(gradient._data, None, gradient.device)
+                return
+            lender = getattr(tensor, "_grad_lender", None)
+            storage = None if lender is None else lender()
+            if storage is not None:
+                device.copy_into(storage, gradient._data)
+                tensor.grad = Tensor._make(storage, None, gradient.device)
+                return
         # A copy: the leaf's .grad is updated in place by optimizers and must not alias another gradient.
-        tensor.grad = Tensor._make(DEVICES[gradient.device].copy(gradient._data), None, gradient.device)
+        tensor.grad = Tensor._make(device.copy(gradient._data), None, gradient.device)
     elif (existing._data.flags.c_contiguous and existing._data.flags.writeable and not existing.requires_grad
           and existing.shape == gradient.shape and existing.dtype == gradient.dtype):
         # In place, as PyTorch's AccumulateGrad does: the .grad object stays the same one.

@@ -114,6 +114,11 @@ class CpuDevice:
         return np.array(array, order="C")
 
     @staticmethod
+    def copy_into(destination, source):
+        """Copy `source` into the C-contiguous array `destination` of the same shape."""
+        np.copyto(destination, source)
+
+    @staticmethod
     def astype(array, dtype):
         """A C-contiguous copy converted to `dtype`."""
         return np.array(array, dtype=dtype, order="C")

@@ -16,8 +16,10 @@ class Tensor(TensorOperators):
     gradient of a leaf after `backward()`; `grad_fn` is the tape node that produced a non-leaf tensor.
     """
 
+    # `_grad_lender` (unset on most tensors): a leaf's source of preallocated .grad storage, see
+    # Context.gradient_destination.
     __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_index", "_version_counter", "_is_view",
-                 "device", "__weakref__")
+                 "device", "_grad_lender", "__weakref__")
     __array_priority__ = 1000  # NumPy scalars and arrays defer to Tensor's reflected operators
 
     def __init__(self, data, dtype=None, requires_grad=False):

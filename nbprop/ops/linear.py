@@ -69,13 +69,18 @@ class Linear(Function):
             in_features = input.shape[-1]
             inputs = device.asarray(input._data.reshape(rows, in_features))
             if rows and out_features and in_features:
-                grad_weight = device.empty((out_features, in_features), grad_output.dtype)
+                # Straight into the storage an optimizer lends for the weight's .grad, when it does.
+                grad_weight = ctx.gradient_destination(1)
+                if grad_weight is None:
+                    grad_weight = device.empty((out_features, in_features), grad_output.dtype)
                 device.call("matmul_2d", gradients, inputs, True, False, grad_weight)
             else:
                 grad_weight = device.zeros((out_features, in_features), grad_output.dtype)
             grad_weight = Tensor._make(grad_weight, device=grad_output.device)
         if ctx.needs_input_grad[2]:
-            grad_bias = device.empty((out_features,), grad_output.dtype)
+            grad_bias = ctx.gradient_destination(2)
+            if grad_bias is None:
+                grad_bias = device.empty((out_features,), grad_output.dtype)
             if out_features:
                 device.call("linear_bias_grad", gradients, grad_bias, work=gradients.size)
             grad_bias = Tensor._make(grad_bias, device=grad_output.device)

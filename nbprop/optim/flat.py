@@ -1,8 +1,13 @@
 """FlatBucket: parameters of one group and dtype packed into one flat buffer, with their state and gradients.
 
 The parameters' `_data` become views into the flat buffer (Parameter objects, shapes and values stay), so
-that one kernel call updates them all. Gradients are gathered into a flat gradient buffer each step.
+that one kernel call updates them all. Gradients are gathered into a flat gradient buffer each step; a
+bucket that lends its gradient views makes the backward pass write the gradients there in the first place
+(see `lend_grad`), so that gathering finds them in place.
 """
+
+import functools
+import sys
 
 import numpy as np
 
@@ -15,7 +20,7 @@ CHUNK_LENGTH = 4096
 class FlatBucket:
     """Parameters of one dtype in one contiguous buffer; `states[name]` flat arrays of the same layout."""
 
-    def __init__(self, params, state_names):
+    def __init__(self, params, state_names, lend_grads=True):
         self.params = list(params)
         self.dtype = self.params[0]._data.dtype
         self.device = DEVICES[self.params[0].device]
@@ -31,6 +36,12 @@ class FlatBucket:
             parameter._data = view
             self.views.append(view)
         self.flat_grad = self.device.zeros(self.size, self.dtype)
+        self.grad_views = [self.flat_grad[self.offsets[index]:self.offsets[index + 1]].reshape(shape)
+                           for index, shape in enumerate(self.shapes)]
+        # The reference counts of a gradient view and of the flat buffer while only the bucket holds them.
+        self._free_counts = self._reference_counts(0) if self.params else None
+        for index, parameter in enumerate(self.params):
+            parameter._grad_lender = functools.partial(self.lend_grad, index) if lend_grads else None
         self.states = {name: self.device.zeros(self.size, self.dtype) for name in state_names}
         count = len(self.params)
         self.steps = np.zeros(count, np.float64)
@@ -53,21 +64,38 @@ class FlatBucket:
                 return False
         return True
 
+    def _reference_counts(self, index):
+        return sys.getrefcount(self.grad_views[index]), sys.getrefcount(self.flat_grad)
+
+    def lend_grad(self, index):
+        """Parameter `index`'s gradient view, for the backward pass to make its new `.grad` (the parameter's
+        `_grad_lender` calls this); None while anything outside the bucket still refers to the view or to
+        memory under the flat buffer (say, a `.grad` kept from an earlier step, which must keep its values,
+        as a replaced `.grad` does in PyTorch), or once the parameter no longer holds its flat view."""
+        if self._reference_counts(index) != self._free_counts or self.params[index]._data is not self.views[index]:
+            return None
+        return self.grad_views[index]
+
     def segment(self, name, index):
         """Parameter `index`'s slice of state `name`, in the parameter's shape."""
         return self.states[name][self.offsets[index]:self.offsets[index + 1]].reshape(self.shapes[index])
 
     def gather_grads(self, op):
-        """Copy the gradients into `flat_grad` and mark which parameters have one; False when none has."""
+        """Make `flat_grad` hold the gradients (those written into lent views are there already, the others
+        are copied) and mark which parameters have one; False when none has."""
         try:
             arrays = [p.grad._data for p in self.params]
         except AttributeError:
             arrays = None
-        if arrays is not None and [a.shape for a in arrays] == self.shapes \
-                and all(a.dtype == self.dtype for a in arrays):
-            np.concatenate([a.reshape(-1) for a in arrays], out=self.flat_grad)
-            self.active.fill(True)
-            return True
+        if arrays is not None:
+            if all(array is view for array, view in zip(arrays, self.grad_views)):
+                self.active.fill(True)
+                return True
+            if [a.shape for a in arrays] == self.shapes and all(a.dtype == self.dtype for a in arrays) \
+                    and not any(a.base is self.flat_grad for a in arrays):
+                np.concatenate([a.reshape(-1) for a in arrays], out=self.flat_grad)
+                self.active.fill(True)
+                return True
         any_active = False
         for index, parameter in enumerate(self.params):
             gradient = parameter.grad
@@ -78,7 +106,8 @@ class FlatBucket:
                 raise RuntimeError(f"{op}.step: the gradient of parameter {index} of its group has shape "
                                    f"{gradient._data.shape} and dtype {gradient._data.dtype}, but the parameter "
                                    f"has shape {self.shapes[index]} and dtype {self.dtype}")
-            self.flat_grad[self.offsets[index]:self.offsets[index + 1]] = gradient._data.reshape(-1)
+            if gradient._data is not self.grad_views[index]:
+                self.device.copy_into(self.grad_views[index], gradient._data)
             any_active = True
         return any_active
 

@@ -38,6 +38,7 @@ class TransformOptimizer(Optimizer):
     group, made by `transform.init` at construction (or when the group is added)."""
 
     _has_step = False
+    _lends_grads = False  # transforms write their updates over the gathered gradients
 
     def __init__(self, params, transform, lr=1e-3):
         self.transform = transform

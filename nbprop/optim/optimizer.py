@@ -43,6 +43,9 @@ class Optimizer:
     """
 
     _has_step = True
+    # The buckets lend their gradient views to the backward pass (see FlatBucket.lend_grad): right for any
+    # optimizer whose update only reads the gathered gradients.
+    _lends_grads = True
 
     def __init__(self, params, defaults):
         self.defaults = defaults
@@ -128,7 +131,7 @@ class Optimizer:
         for parameter in group["params"]:
             by_dtype.setdefault(parameter._data.dtype, []).append(parameter)
         state_names = self._state_names(group)
-        buckets = [FlatBucket(params, state_names) for params in by_dtype.values()]
+        buckets = [FlatBucket(params, state_names, self._lends_grads) for params in by_dtype.values()]
         self._buckets[group_index] = buckets
         self._group_ids = None
         for bucket in buckets:
