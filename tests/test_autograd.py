@@ -123,6 +123,28 @@ def test_graph_without_saved_tensors_can_backward_twice_like_pytorch():
     assert_close(x.grad, [4.0, 4.0])
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("expression", [
+    lambda t: t * 2.5, lambda t: 3 * t, lambda t: t / 4, lambda t: 4 / t, lambda t: t ** 2, lambda t: -t,
+    lambda t: t - 1, lambda t: 1 - t, lambda t: t + 1,
+], ids=["t*2.5", "3*t", "t/4", "4/t", "t**2", "-t", "t-1", "1-t", "t+1"])
+def test_second_backward_without_retain_graph_like_pytorch(expression):
+    """PyTorch saves a Python number of mul/div as a tensor, so those refuse a second backward; -, + don't."""
+    import torch
+
+    outcomes = []
+    for tensor in (leaf([1.0, -2.0]), torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)):
+        y = expression(tensor).sum()
+        y.backward()
+        try:
+            y.backward()
+            outcomes.append(tensor.grad.numpy().tolist())
+        except RuntimeError as error:
+            assert "second time" in str(error)
+            outcomes.append("raises")
+    assert outcomes[0] == outcomes[1]
+
+
 def test_saved_tensors_are_released_after_backward():
     import gc
     import weakref
@@ -130,7 +152,7 @@ def test_saved_tensors_are_released_after_backward():
     x = leaf([1.0, 2.0])
     intermediate = x * 3.0
     reference = weakref.ref(intermediate)
-    y = intermediate.exp()  # Exp saves its result, Mul saves the scalar; the intermediate is saved by nobody
+    y = intermediate.exp()  # Exp saves its result; the intermediate is saved by nobody
     z = y * intermediate    # Mul saves the intermediate
     del intermediate
     z.backward(_ones(2))

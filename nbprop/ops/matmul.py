@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 
-from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.tensor import Tensor
@@ -170,7 +169,7 @@ class Matmul(Function):
 
 
 def _operands(a, b, op):
-    """Tensors of one dtype (PyTorch raises on mixed dtypes; nbprop promotes, as for elementwise ops)."""
+    """The two tensors, checked: on one device, of one dtype (as PyTorch, no promotion), not bool."""
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError(f"{op}: expects two Tensors, got {type(a).__name__} and {type(b).__name__}")
     if a.device != b.device:
@@ -180,8 +179,8 @@ def _operands(a, b, op):
             raise TypeError(f"{op}: not implemented for bool tensors (shapes {tuple(a.shape)} and "
                             f"{tuple(b.shape)}); convert with .float() or .long() first")
     if a.dtype != b.dtype:
-        dtype = dtypes.promote(a.dtype, b.dtype)
-        a, b = a.to(dtype), b.to(dtype)
+        raise RuntimeError(f"{op}: expected both operands to have the same dtype, got {a.dtype} (shape "
+                           f"{tuple(a.shape)}) and {b.dtype} (shape {tuple(b.shape)}); convert one with .to()")
     return a, b
 
 
