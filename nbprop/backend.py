@@ -64,10 +64,15 @@ class CpuDevice:
         out = arguments[-1]
         size = out.size
         if size < PARALLEL_THRESHOLD:
-            if size:
-                kernel.serial(*[
-                    (a[None] if a.ndim == 1 else _as_rows(a)) if a.__class__ is np.ndarray else a for a in arguments
-                ])
+            # Small work is all Python overhead: the common 2-D and 1-D cases first.
+            if out.ndim == 2:
+                kernel.serial(*arguments)
+            elif not size:
+                pass
+            elif out.ndim == 1:
+                kernel.serial(*[a[None] if a.__class__ is np.ndarray else a for a in arguments])
+            else:
+                kernel.serial(*[_as_rows(a) if a.__class__ is np.ndarray else a for a in arguments])
             return out
         if all(a.flags.c_contiguous for a in arguments if a.__class__ is np.ndarray):
             # Cut the flat arrays into equal rows for the threads, and do the short remainder serially.
@@ -101,7 +106,9 @@ class CpuDevice:
 
     @staticmethod
     def full(shape, value, dtype):
-        return np.full(shape, value, dtype)
+        array = np.empty(shape, dtype)  # np.full's Python wrapper costs more than the fill of a small array
+        array.fill(value)
+        return array
 
     @staticmethod
     def asarray(data, dtype=None):

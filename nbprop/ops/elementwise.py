@@ -16,9 +16,8 @@ def _map(name, first, *others, dtype=None):
     """Run elementwise kernel `name` over tensors of one shape (other arguments pass through)."""
     data = first._data
     device = DEVICES[first.device]
-    out = np.empty(data.shape, data.dtype if dtype is None else dtype) if device.name == "cpu" \
-        else device.empty(data.shape, data.dtype if dtype is None else dtype)
-    device.map(name, data, *[o._data if isinstance(o, Tensor) else o for o in others], out)
+    out = device.empty(data.shape, data.dtype if dtype is None else dtype)
+    device.map(name, data, *[o._data if o.__class__ is Tensor or isinstance(o, Tensor) else o for o in others], out)
     return Tensor._make(out, None, first.device)
 
 
