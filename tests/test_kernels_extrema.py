@@ -32,3 +32,21 @@ def test_index_backward_writes_the_gradient_at_the_index(variant):
         for i in range(4):
             expected[o, indices[o, i], i] = grad_output[o, i]
     np.testing.assert_array_equal(grad_input, expected)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("reduced", [1, 2, 31, 32, 33, 47, 64, 1000])
+def test_amax_amin_of_runs_in_lanes_against_numpy(variant, dtype, reduced):
+    """inner == 1 keeps 16 running extremes and combines them: every lane and the tail must count."""
+    rng = np.random.default_rng(reduced)
+    x = (rng.standard_normal((5, reduced, 1)) * 100).astype(dtype)
+    if dtype != np.int64:
+        x[1, rng.integers(reduced), 0] = np.inf
+        x[2, rng.integers(reduced), 0] = -np.inf
+        x[3, reduced - 1, 0] = np.nan  # in the tail (or the only element)
+        x[4, rng.integers(reduced), 0] = np.nan
+    for kernel, reference in [(extrema.amax_chunks, np.max), (extrema.amin_chunks, np.min)]:
+        out = np.empty((5, 1, 1), dtype)
+        getattr(kernel, variant)(x, reduced, out)
+        np.testing.assert_array_equal(out[:, 0, 0], reference(x[:, :, 0], axis=1))
