@@ -2,8 +2,9 @@
 
 Run: .venv/bin/python -m pytest tests/benchmarks/test_bench_optim.py --benchmark-enable --benchmark-only
 Groups: a 10-million-parameter MLP (float32, 784-2560-2560-784 plus biases: 10.05M) and a 100-tensor model
-of small tensors (100 tensors of 64 x 64). Gradients are set once; each round is one `step()`, which
-copies the gradients into the optimizer's flat buffer and makes one fused kernel call.
+of small tensors (100 tensors of 64 x 64). Gradients are made once, by a backward pass as in training (which
+writes them into the optimizer's flat gradient buffer); each round is one `step()`: one fused kernel call.
+Beside it, nbprop with gradients assigned to `.grad` (each step copies them into the flat buffer first).
 Also an SGD (momentum 0.9) step over the MLP 784-512-512-10. Compare the medians within a group.
 """
 
@@ -37,6 +38,19 @@ def _arrays(shapes):
     return [generator.standard_normal(shape).astype(np.float32) for shape in shapes]
 
 
+def _nbprop_params(arrays, optimizer_class, gradients_by, **options):
+    """Parameters of `arrays` with gradients 1e-3 * arrays, from a backward pass or assigned, and their optimizer."""
+    params = [Parameter(nbprop.tensor(array)) for array in arrays]
+    optimizer = optimizer_class(params, **options)
+    for parameter, array in zip(params, arrays):
+        if gradients_by == "backward":
+            (parameter * nbprop.tensor(array * 1e-3)).sum().backward()
+        else:
+            parameter.grad = nbprop.tensor(array * 1e-3)
+    optimizer.step()  # compiles and allocates state outside the timing
+    return optimizer
+
+
 def _torch_adam_step(benchmark, torch, workload, options):
     benchmark.group = GROUPS[workload]
     arrays = _arrays(WORKLOADS[workload])
@@ -63,12 +77,15 @@ def _torch_sgd_step(benchmark, torch, options):
 @pytest.mark.parametrize("workload", sorted(WORKLOADS))
 def test_adam_step_nbprop(benchmark, workload):
     benchmark.group = GROUPS[workload]
-    arrays = _arrays(WORKLOADS[workload])
-    params = [Parameter(nbprop.tensor(array)) for array in arrays]
-    for parameter, array in zip(params, arrays):
-        parameter.grad = nbprop.tensor(array * 1e-3)
-    optimizer = Adam(params, lr=1e-4)
-    optimizer.step()  # compiles and allocates state outside the timing
+    optimizer = _nbprop_params(_arrays(WORKLOADS[workload]), Adam, "backward", lr=1e-4)
+    benchmark(optimizer.step)
+
+
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_adam_step_assigned_grads(benchmark, workload):
+    benchmark.group = GROUPS[workload]
+    benchmark.extra_info["implementation"] = "nbprop, assigned .grad"
+    optimizer = _nbprop_params(_arrays(WORKLOADS[workload]), Adam, "assigned", lr=1e-4)
     benchmark(optimizer.step)
 
 
@@ -93,12 +110,7 @@ def test_sgd_step_nbprop(benchmark):
     from nbprop.optim.sgd import SGD
 
     benchmark.group = SGD_GROUP
-    arrays = _arrays(SGD_SHAPES)
-    params = [Parameter(nbprop.tensor(array)) for array in arrays]
-    for parameter, array in zip(params, arrays):
-        parameter.grad = nbprop.tensor(array * 1e-3)
-    optimizer = SGD(params, lr=1e-3, momentum=0.9)
-    optimizer.step()
+    optimizer = _nbprop_params(_arrays(SGD_SHAPES), SGD, "backward", lr=1e-3, momentum=0.9)
     benchmark(optimizer.step)
 
 
