@@ -34,7 +34,7 @@ def elu_derivative(x, alpha, scale, input_scale):
     """scale for x > 0, else scale * alpha * input_scale * exp(input_scale * x) (PyTorch's at 0: the left)."""
     if x > 0:
         return scale
-    return scale * alpha * input_scale * math.exp(input_scale * x)
+    return scale * alpha * input_scale * scalar.exp(input_scale * x)
 
 
 @scalar_function
@@ -46,7 +46,7 @@ def gelu_value(x):
 @scalar_function
 def gelu_derivative(x):
     """Phi(x) + x * phi(x), phi the standard normal density."""
-    return 0.5 * math.erfc(-x * SQRT_HALF) + x * INVERSE_SQRT_TWO_PI * math.exp(-0.5 * x * x)
+    return 0.5 * math.erfc(-x * SQRT_HALF) + x * INVERSE_SQRT_TWO_PI * scalar.exp(-0.5 * x * x)
 
 
 @scalar_function
@@ -81,7 +81,7 @@ def softplus_value(x, beta, threshold):
     scaled = beta * x
     if scaled > threshold:
         return x
-    return (max(scaled, 0.0) + math.log1p(math.exp(-abs(scaled)))) / beta
+    return (max(scaled, 0.0) + math.log1p(scalar.exp(-abs(scaled)))) / beta
 
 
 # ------------------------------------------------------------------------------------------- forward

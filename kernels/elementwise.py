@@ -35,7 +35,7 @@ def exp(x, out):
     """out = e ** x."""
     for row in prange(out.shape[0]):
         for column in range(out.shape[1]):
-            out[row, column] = math.exp(x[row, column])
+            out[row, column] = scalar.exp(x[row, column])
 
 
 @parallel_cpu_kernel

@@ -44,7 +44,7 @@ def _exponentials(x, exps):
     largest = _row_max(x)
     total = 0.0
     for column in range(x.shape[0]):
-        value = math.exp(x[column] - largest)
+        value = scalar.exp(x[column] - largest)
         exps[column] = value
         total += value
     return largest, total
@@ -56,7 +56,7 @@ def _exponential_sum(x):
     largest = _row_max(x)
     total = 0.0
     for column in range(x.shape[0]):
-        total += math.exp(x[column] - largest)
+        total += scalar.exp(x[column] - largest)
     return largest, total
 
 
@@ -300,7 +300,7 @@ def nll_loss_backward(grad_output, target, weight, ignore_index, reduction, tota
 @scalar_function
 def log_sigmoid(x):
     """log(1 / (1 + exp(-x))) = min(x, 0) - log1p(exp(-|x|)): exp only of a non-positive number."""
-    return min(x, 0.0) - math.log1p(math.exp(-abs(x)))
+    return min(x, 0.0) - math.log1p(scalar.exp(-abs(x)))
 
 
 @cpu_kernel

@@ -2,15 +2,181 @@
 
 import math
 
+import numpy as np
+from numba import types
+from numba.extending import intrinsic, overload
+
 from nbprop.kernels._jit import scalar_function
+
+# ------------------------------------------------------------------------------------------ exponential
+# math.exp becomes one libm call per element: LLVM vectorises the loop, then the x86 backend splits every
+# vector exp back into scalar calls (no vector math library in Numba's LLVM), 10-30x slower than NumPy.
+# This exp is plain arithmetic, which stays vectorised: x = n ln2 + r with n = round(x log2 e) and
+# |r| <= ln2/2 (Cody-Waite: ln2 in a high part, exact times n, and a low part); e^r by a near-minimax
+# polynomial 1 + r + c2 r^2 + ... in Horner form (degree 11 for float64, 6 for float32, fitted by Remez on
+# the relative error: under 0.1 ulp); and e^x = e^r 2^(n - n // 2) 2^(n // 2), two powers of two built from
+# their exponent bits and each normal, so the first product is exact, the second rounds once (also into
+# the subnormal range) and neither overflows early. Branch-free: the edge cases are selects. Measured:
+# at most 1 ulp from np.exp in float64 (0.87 ulp from the exact value) and from the correctly rounded
+# value in float32, subnormal results included (tests/test_kernels_scalar_exp.py, compiled with the
+# kernels' fast-math flags: reassoc without nsz leaves the Cody-Waite subtractions in their order).
+
+LOG2_E = 1.4426950408889634
+LN2_HIGH = 6.93147180369123816490e-01  # 0x3FE62E42FEE00000: 32 bits, n * LN2_HIGH is exact for |n| < 2^21
+LN2_LOW = 1.90821492927058770002e-10  # ln 2 - LN2_HIGH
+EXP_OVERFLOW = 709.782712893384  # the largest x with a finite e^x
+EXP_LOW = -746.0  # e^x rounds to 0 below -745.1332...; inputs are clamped to [EXP_LOW, EXP_HIGH]
+EXP_HIGH = 710.0
+EXP_SHIFT = 1100  # more than |log2(e) EXP_LOW|
+# c2..c11 of e^r ~ 1 + r + c2 r^2 + ... + c11 r^11 on |r| <= ln2/2 (relative error 0.08 ulp after rounding).
+EXP_C2 = 0.500000000000001
+EXP_C3 = 0.16666666666666674
+EXP_C4 = 0.041666666666522106
+EXP_C5 = 0.008333333333322215
+EXP_C6 = 0.0013888888947785523
+EXP_C7 = 0.00019841269886563802
+EXP_C8 = 2.4801487366025675e-05
+EXP_C9 = 2.755724236744966e-06
+EXP_C10 = 2.7632640675430235e-07
+EXP_C11 = 2.5110038296727242e-08
+
+# float32: NumPy scalars, so that Numba keeps the arithmetic in float32.
+LOG2_E_32 = np.float32(LOG2_E)
+LN2_HIGH_32 = np.float32(0.693359375)  # 355 / 512: 9 bits, n * LN2_HIGH_32 is exact for |n| < 2^15
+LN2_LOW_32 = np.float32(-2.12194440e-4)  # ln 2 - LN2_HIGH_32
+EXP_OVERFLOW_32 = np.float32(88.72283172607422)  # 0x42B17217, the largest x with a finite e^x
+EXP_LOW_32 = np.float32(-104.0)  # e^x rounds to 0 below -103.97207...
+EXP_HIGH_32 = np.float32(89.0)
+EXP_SHIFT_32 = np.float32(160.0)  # more than |log2(e) EXP_LOW_32|
+# c2..c6 of e^r ~ 1 + r + c2 r^2 + ... + c6 r^6 on |r| <= ln2/2 (relative error 0.09 ulp after rounding).
+EXP_C2_32 = np.float32(0.4999999701976776)
+EXP_C3_32 = np.float32(0.16666506230831146)
+EXP_C4_32 = np.float32(0.041667088866233826)
+EXP_C5_32 = np.float32(0.008370262570679188)
+EXP_C6_32 = np.float32(0.0013893402647227049)
+HALF_32 = np.float32(0.5)
+ONE_32 = np.float32(1.0)
+INFINITY_32 = np.float32(math.inf)
+
+
+@intrinsic
+def _float_from_bits(typingctx, bits):
+    """The float whose IEEE 754 bits are `bits`: int64 -> float64, int32 -> float32 (a plain bitcast,
+    which vectorises; Numba has no scalar bitcast of its own)."""
+    if bits == types.int64:
+        result_type = types.float64
+    elif bits == types.int32:
+        result_type = types.float32
+    else:
+        return None
+
+    def codegen(context, builder, signature, arguments):
+        return builder.bitcast(arguments[0], context.get_value_type(signature.return_type))
+
+    return result_type(bits), codegen
+
+
+@intrinsic
+def _select(typingctx, condition, if_true, if_false):
+    """`if_true if condition else if_false` as one LLVM select, no branch in Numba's IR. (A conditional
+    expression vectorises too, but inlined twice into one function through the overload below, its phi
+    variables make Numba warn: NumbaIRAssumptionWarning, variable not in scope.)"""
+    if not isinstance(condition, types.Boolean):
+        return None
+    result_type = typingctx.unify_types(if_true, if_false)
+    if result_type is None:
+        return None
+
+    def codegen(context, builder, signature, arguments):
+        truth = context.cast(builder, arguments[0], signature.args[0], types.boolean)
+        chosen_true = context.cast(builder, arguments[1], signature.args[1], result_type)
+        chosen_false = context.cast(builder, arguments[2], signature.args[2], result_type)
+        return builder.select(truth, chosen_true, chosen_false)
+
+    return result_type(condition, if_true, if_false), codegen
+
+
+def _exp_float64(x):
+    """e ** x in float64 (see the notes above)."""
+    clamped = _select(x > EXP_LOW, x, EXP_LOW)  # NaN and -inf too: the loop stays finite, NaN is put back last
+    clamped = _select(clamped < EXP_HIGH, clamped, EXP_HIGH)
+    scaled = clamped * LOG2_E
+    # n = round(scaled), so that |r| <= ln2/2: scaled + EXP_SHIFT is positive, so truncating it floors.
+    n = int(scaled + (EXP_SHIFT + 0.5)) - EXP_SHIFT
+    n_float = float(n)
+    r = (clamped - n_float * LN2_HIGH) - n_float * LN2_LOW
+    p = EXP_C11
+    p = p * r + EXP_C10
+    p = p * r + EXP_C9
+    p = p * r + EXP_C8
+    p = p * r + EXP_C7
+    p = p * r + EXP_C6
+    p = p * r + EXP_C5
+    p = p * r + EXP_C4
+    p = p * r + EXP_C3
+    p = p * r + EXP_C2
+    p = p * r + 1.0
+    p = p * r + 1.0
+    half_n = n >> 1
+    first_scale = _float_from_bits((n - half_n + 1023) << 52)
+    second_scale = _float_from_bits((half_n + 1023) << 52)
+    result = (p * first_scale) * second_scale
+    result = _select(x > EXP_OVERFLOW, math.inf, result)
+    return _select(x != x, x, result)
+
+
+def _exp_float32(x):
+    """e ** x in float32 arithmetic (see the notes above)."""
+    clamped = _select(x > EXP_LOW_32, x, EXP_LOW_32)
+    clamped = _select(clamped < EXP_HIGH_32, clamped, EXP_HIGH_32)
+    scaled = clamped * LOG2_E_32
+    shifted = np.int32(scaled + (EXP_SHIFT_32 + HALF_32))  # round(scaled) + EXP_SHIFT_32, as above
+    n_float = np.float32(shifted) - EXP_SHIFT_32
+    n = shifted - np.int32(EXP_SHIFT_32)
+    r = (clamped - n_float * LN2_HIGH_32) - n_float * LN2_LOW_32
+    p = EXP_C6_32
+    p = p * r + EXP_C5_32
+    p = p * r + EXP_C4_32
+    p = p * r + EXP_C3_32
+    p = p * r + EXP_C2_32
+    p = p * r + ONE_32
+    p = p * r + ONE_32
+    half_n = n >> 1
+    first_scale = _float_from_bits(np.int32((n - half_n + 127) << 23))
+    second_scale = _float_from_bits(np.int32((half_n + 127) << 23))
+    result = (p * first_scale) * second_scale
+    result = _select(x > EXP_OVERFLOW_32, INFINITY_32, result)
+    return _select(x != x, x, result)
+
+
+def _exp_in_dtype(x):
+    """e ** x in x's dtype: compiled code gets the implementation the overload below picks by type; this
+    body only runs uncompiled (NUMBA_DISABLE_JIT), where NumPy stands in."""
+    return np.exp(x)
+
+
+@overload(_exp_in_dtype, inline="always")
+def _exp_in_dtype_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return _exp_float32
+    if isinstance(x, (types.Float, types.Integer, types.Boolean)):
+        return _exp_float64
+    return None
+
+
+@scalar_function
+def exp(x):
+    """e ** x in x's dtype (float32 stays float32), within 1 ulp of the correctly rounded value, as NumPy at
+    the edges (NaN -> NaN, inf -> inf, -inf -> 0, overflow to inf, gradual underflow) and vectorisable."""
+    return _exp_in_dtype(x)
 
 
 @scalar_function
 def sigmoid(x):
     """1 / (1 + exp(-x)) without overflow: exp is only taken of a non-positive number."""
     if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
+        return 1.0 / (1.0 + exp(-x))
+    z = exp(x)
     return z / (1.0 + z)
 
 

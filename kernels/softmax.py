@@ -11,6 +11,7 @@ import math
 
 from numba import prange
 
+from nbprop.kernels import scalar
 from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 
 # ------------------------------------------------------------------------------------------- one row
@@ -30,7 +31,7 @@ def _softmax_row(x, out):
     largest = _row_max(x)
     total = 0.0
     for column in range(x.shape[0]):
-        value = math.exp(x[column] - largest)
+        value = scalar.exp(x[column] - largest)
         out[column] = value
         total += value
     scale = 1.0 / total
@@ -45,7 +46,7 @@ def _log_softmax_row(x, out):
     for column in range(x.shape[0]):
         shifted = x[column] - largest
         out[column] = shifted
-        total += math.exp(shifted)
+        total += scalar.exp(shifted)
     # (x - max) - log(total), through memory: at |x| ~ 1e30, x - (max + log(total)) (which fast-math's
     # reassociation could make of a single expression) would round log(total) away.
     log_total = math.log(total)
@@ -60,7 +61,7 @@ def _logsumexp_row(x):
         largest = 0.0
     total = 0.0
     for column in range(x.shape[0]):
-        total += math.exp(x[column] - largest)
+        total += scalar.exp(x[column] - largest)
     return largest + math.log(total)
 
 
@@ -79,7 +80,7 @@ def _log_softmax_backward_row(grad_output, result, out):
     for column in range(result.shape[0]):
         total += grad_output[column]
     for column in range(result.shape[0]):
-        out[column] = grad_output[column] - math.exp(result[column]) * total
+        out[column] = grad_output[column] - scalar.exp(result[column]) * total
 
 
 # ------------------------------------------------------------------------------------------- kernels
@@ -133,4 +134,4 @@ def logsumexp_rows_backward(grad_output, x, result, out):
     lse (rows,). NaN where x and lse are the same infinity, as in PyTorch."""
     for row in prange(x.shape[0]):
         for column in range(x.shape[1]):
-            out[row, column] = grad_output[row] * math.exp(x[row, column] - result[row])
+            out[row, column] = grad_output[row] * scalar.exp(x[row, column] - result[row])

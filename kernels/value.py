@@ -71,7 +71,7 @@ def node_value(code, first, second, constant):
     if code == NEG:
         return -first
     if code == EXP:
-        return math.exp(first)
+        return scalar.exp(first)
     if code == LOG:
         return math.log(first)
     if code == SIGMOID:

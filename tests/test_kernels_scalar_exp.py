@@ -1,0 +1,251 @@
+"""scalar.exp, the vectorisable exponential: accuracy against NumPy over the whole domain, NumPy's edge cases,
+serial and threaded loops alike, and proof from the machine code that a loop calling it is vectorised."""
+
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numba import float32, float64, njit, prange
+
+from nbprop.kernels import elementwise, scalar
+from nbprop.kernels._jit import OPTIONS, cpu_kernel, parallel_cpu_kernel
+
+# Allowed distance from NumPy in units in the last place: float64 against np.exp, float32 against the
+# correctly rounded value (np.exp in float64, rounded to float32).
+MAX_ULP = {np.float64: 2, np.float32: 1}
+INTEGER_OF = {np.float64: np.int64, np.float32: np.int32}
+# The largest x with a finite e^x, and the x below which e^x rounds to 0.
+OVERFLOW = {np.float64: 709.782712893384, np.float32: 88.72283172607422}
+UNDERFLOW = {np.float64: -745.1332191019411, np.float32: -103.97207708}
+# Where e^x is subnormal: from the underflow threshold up to ln(smallest normal).
+SUBNORMAL_TOP = {np.float64: -708.3964185322641, np.float32: -87.33654475}
+DTYPES = [np.float32, np.float64]
+# In x86 assembly (AT&T): a fused multiply-add on packed 256/512-bit registers, and a reference to libm's exp.
+PACKED_FMA = re.compile(r"\bvfn?m(?:add|sub)\d+p[sd]\s+[^\n]*%[yz]mm")
+LIBM_EXP_CALL = re.compile(r"[$*\s](?:__)?expf?\b")
+
+
+@cpu_kernel
+def serial_loop(x, out):
+    for index in range(x.shape[0]):
+        out[index] = scalar.exp(x[index])
+
+
+@parallel_cpu_kernel
+def threaded_loop(x, out):
+    for index in prange(x.shape[0]):
+        out[index] = scalar.exp(x[index])
+
+
+@cpu_kernel
+def exp_of_scalar(value):
+    return scalar.exp(value)
+
+
+def reference(x):
+    """np.exp; for float32 the correctly rounded value (float64 exp rounded once to float32)."""
+    with np.errstate(over="ignore"):
+        if x.dtype == np.float32:
+            return np.exp(x.astype(np.float64)).astype(np.float32)
+        return np.exp(x)
+
+
+def ulp_distance(actual, expected):
+    """How many representable numbers apart two arrays of non-negative results are (0 where both are NaN)."""
+    integer = INTEGER_OF[actual.dtype.type]
+    distance = np.abs(actual.view(integer).astype(np.int64) - expected.view(integer).astype(np.int64))
+    both_nan = np.isnan(actual) & np.isnan(expected)
+    return np.where(both_nan, 0, distance)
+
+
+def assert_close_to_numpy(x, label):
+    out = np.empty_like(x)
+    serial_loop(x, out)
+    expected = reference(x)
+    distance = ulp_distance(out, expected)
+    worst = int(np.argmax(distance))
+    assert distance[worst] <= MAX_ULP[x.dtype.type], (
+        f"exp {label} ({x.dtype}): {distance[worst]} ulp from NumPy at x = {x[worst]!r}: "
+        f"got {out[worst]!r}, expected {expected[worst]!r}"
+    )
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected), err_msg=f"exp {label}: NaN where NumPy has none")
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected), err_msg=f"exp {label}: inf unlike NumPy")
+    return out
+
+
+def neighbours(center, dtype, count):
+    """`count` consecutive representable numbers of `dtype` on each side of `center` (itself included),
+    crossing zero where they reach it (the integers that order floats: a negative float's bit pattern
+    counts down from the sign bit)."""
+    integer = INTEGER_OF[dtype]
+    sign_bit = np.int64(np.iinfo(integer).min)
+    bits = np.int64(np.array([center], dtype=dtype).view(integer)[0])
+    ordered = bits if bits >= 0 else sign_bit - bits
+    steps = ordered + np.arange(-count, count + 1, dtype=np.int64)
+    return np.where(steps >= 0, steps, sign_bit - steps).astype(integer).view(dtype)
+
+# --------------------------------------------------------------------------------------------- accuracy
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_values_over_the_whole_finite_domain(dtype):
+    """1e6 values: half uniform where e^x is neither 0 nor inf (and a little beyond), half random bit
+    patterns of finite numbers, so every exponent from the smallest subnormal to the largest float is drawn."""
+    rng = np.random.default_rng(20261125)
+    low, high = UNDERFLOW[dtype] - 2, OVERFLOW[dtype] + 2
+    uniform = rng.uniform(low, high, 500_000).astype(dtype)
+    integer = INTEGER_OF[dtype]
+    bits = rng.integers(np.iinfo(integer).min, np.iinfo(integer).max, 500_000, dtype=integer, endpoint=True)
+    patterns = bits.view(dtype)
+    patterns = patterns[np.isfinite(patterns)]
+    assert_close_to_numpy(np.concatenate([uniform, patterns]), "random")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_grids_where_exp_is_hard(dtype):
+    """Around 0 (tiny and subnormal inputs), at the multiples of ln2/2 where the reduction switches n, at the
+    overflow and underflow thresholds, and throughout the range of subnormal results."""
+    grids = {
+        "around 0": np.concatenate([neighbours(0.0, dtype, 40_000), np.linspace(-1e-3, 1e-3, 20_001, dtype=dtype)]),
+        "at multiples of ln2/2": np.concatenate([
+            neighbours(k * math.log(2.0) / 2, dtype, 50)
+            for k in range(int(2 * UNDERFLOW[dtype] / math.log(2.0)), int(2 * OVERFLOW[dtype] / math.log(2.0)) + 1)
+        ]),
+        "at the overflow threshold": neighbours(OVERFLOW[dtype], dtype, 20_000),
+        "at the underflow threshold": neighbours(UNDERFLOW[dtype], dtype, 20_000),
+        "with subnormal results": np.linspace(UNDERFLOW[dtype] - 1, SUBNORMAL_TOP[dtype] + 1, 200_001, dtype=dtype),
+    }
+    for label, x in grids.items():
+        assert_close_to_numpy(x, label)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_edge_cases_are_numpys_bit_for_bit(dtype):
+    info = np.finfo(dtype)
+    values = [0.0, -0.0, math.inf, -math.inf, math.nan, -math.nan, info.max, -info.max, info.tiny, -info.tiny,
+              info.smallest_subnormal, -info.smallest_subnormal, 1.0, -1.0, 0.5, 1e-30, -1e-30]
+    x = np.array(values, dtype=dtype)
+    out = np.empty_like(x)
+    serial_loop(x, out)
+    np.testing.assert_array_equal(out, reference(x))
+    assert out[0] == 1.0 and out[1] == 1.0 and out[2] == math.inf and out[3] == 0.0 and np.isnan(out[4])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_overflow_is_inf_exactly_above_the_threshold(dtype):
+    at = np.array([OVERFLOW[dtype]], dtype=dtype)
+    above = np.nextafter(at, dtype(math.inf))
+    out_at, out_above = np.empty_like(at), np.empty_like(above)
+    serial_loop(at, out_at)
+    serial_loop(above, out_above)
+    assert np.isfinite(out_at[0]) and out_at[0] > np.finfo(dtype).max / 2, f"exp({at[0]!r}) = {out_at[0]!r}"
+    assert out_above[0] == math.inf, f"exp({above[0]!r}) = {out_above[0]!r}, expected inf"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_subnormal_results_are_gradual(dtype):
+    """e^x for x through the subnormal range takes every step down to the smallest subnormal, then 0."""
+    x = np.linspace(UNDERFLOW[dtype] + 0.01, SUBNORMAL_TOP[dtype] - 0.01, 1001, dtype=dtype)
+    out = assert_close_to_numpy(x, "subnormal")
+    assert np.all((out > 0) & (out < np.finfo(dtype).tiny))
+    assert np.all(np.diff(out) >= 0), "exp is not monotonic through the subnormal range"
+
+
+def test_float32_stays_float32_and_other_inputs_give_float64():
+    exp_of_scalar(np.float32(1.5))
+    exp_of_scalar(1.5)
+    exp_of_scalar(3)
+    return_types = {signature.args[0]: signature.return_type for signature in exp_of_scalar.nopython_signatures}
+    assert return_types[float32] == float32
+    assert return_types[float64] == float64
+    assert all(return_types[argument] == float64 for argument in return_types if argument not in (float32,))
+    assert exp_of_scalar(3) == pytest.approx(math.exp(3), rel=1e-15)
+
+
+# ----------------------------------------------------------------------------------- kernels that use it
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_serial_and_threaded_loops_agree_bit_for_bit(dtype):
+    rng = np.random.default_rng(7)
+    x = rng.uniform(UNDERFLOW[dtype] - 1, OVERFLOW[dtype] + 1, 1_000_000).astype(dtype)
+    x[::1000] = np.nan
+    serial, threaded = np.empty_like(x), np.empty_like(x)
+    serial_loop(x, serial)
+    threaded_loop.parallel(x, threaded)
+    np.testing.assert_array_equal(serial, threaded)
+    # The library's elementwise exp, both variants, over a 2-D view.
+    grid = x.reshape(1000, 1000)
+    serial_2d, threaded_2d = np.empty_like(grid), np.empty_like(grid)
+    elementwise.exp.serial(grid, serial_2d)
+    elementwise.exp.parallel(grid, threaded_2d)
+    np.testing.assert_array_equal(serial_2d.ravel(), serial)
+    np.testing.assert_array_equal(threaded_2d.ravel(), serial)
+
+
+@pytest.mark.parametrize("dtype", [float32, float64])
+def test_a_loop_calling_exp_is_vectorised(dtype):
+    """LLVM has no vector exp on x86 here: math.exp in a loop becomes one libm call per element. scalar.exp
+    must compile to packed (ymm/zmm) fused multiply-adds with no call to exp/expf left."""
+    signature = (dtype[::1], dtype[::1])
+    # Compiled afresh with the kernels' options but no cache: Numba has no assembly for cached code.
+    loop = njit(**dict(OPTIONS, cache=False))(serial_loop.py_func)
+    loop.compile(signature)
+    assembly = loop.inspect_asm(signature)
+    packed_fma = PACKED_FMA.findall(assembly)
+    libm_exp = LIBM_EXP_CALL.findall(assembly)
+    assert len(packed_fma) >= 6, (
+        f"the {dtype} loop over scalar.exp is not vectorised: {len(packed_fma)} packed ymm/zmm FMAs in its "
+        "assembly (the polynomial alone needs 7)"
+    )
+    assert not libm_exp, f"the {dtype} loop over scalar.exp still calls libm: {libm_exp[:3]}"
+
+
+def test_the_vectorisation_check_sees_a_libm_exp():
+    """The check above is not vacuous: the same loop over math.exp shows its libm calls and no packed FMA."""
+
+    def libm_loop(x, out):
+        for index in range(x.shape[0]):
+            out[index] = math.exp(x[index])
+
+    loop = njit(**dict(OPTIONS, cache=False))(libm_loop)
+    signature = (float32[::1], float32[::1])
+    loop.compile(signature)
+    assembly = loop.inspect_asm(signature)
+    assert LIBM_EXP_CALL.findall(assembly)
+    assert not PACKED_FMA.findall(assembly)
+
+
+_CACHE_PROBE = '''
+import sys
+
+import numpy as np
+
+from nbprop.kernels import elementwise
+
+rng = np.random.default_rng(11)
+results = []
+for dtype, low, high in ((np.float32, -110.0, 95.0), (np.float64, -760.0, 720.0)):
+    x = rng.uniform(low, high, (300, 301)).astype(dtype)
+    serial, parallel = np.empty_like(x), np.empty_like(x)
+    elementwise.exp.serial(x, serial)
+    elementwise.exp.parallel(x, parallel)
+    results += [serial.astype(np.float64), parallel.astype(np.float64)]
+np.save(sys.argv[1], np.stack(results))
+'''
+
+
+def test_exp_kernels_from_the_cache_compute_the_same_bits_as_freshly_compiled(tmp_path):
+    """The intrinsics and the dtype overload behind scalar.exp survive Numba's on-disk cache unchanged."""
+    (tmp_path / "cache_probe.py").write_text(_CACHE_PROBE)
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for run in ("fresh", "cached"):
+        subprocess.run([sys.executable, "cache_probe.py", f"{run}.npy"], cwd=tmp_path, env=environment, check=True)
+    fresh, cached = np.load(tmp_path / "fresh.npy"), np.load(tmp_path / "cached.npy")
+    np.testing.assert_array_equal(fresh, cached)
+    np.testing.assert_array_equal(cached[0], cached[1])  # float32: serial equals parallel
+    np.testing.assert_array_equal(cached[2], cached[3])  # float64
