@@ -1,5 +1,9 @@
 """Test helpers: tolerances by dtype, PyTorch conversion, hypothesis strategies for shapes and values."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -89,3 +93,13 @@ def assert_same_params(ours, theirs, dtype):
     for parameter, tensor in zip(ours, theirs):
         np.testing.assert_allclose(parameter.detach().numpy(), tensor.detach().numpy(), rtol=tolerance,
                                    atol=tolerance)
+
+
+def fresh_and_cached_results(tmp_path, probe_source):
+    """Run a probe script twice against one empty Numba cache, so that its kernels are compiled the first time
+    and loaded from the cache the second: the two arrays it saves (to the path in its sys.argv[1])."""
+    (tmp_path / "cache_probe.py").write_text(probe_source)
+    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for run in ("fresh", "cached"):
+        subprocess.run([sys.executable, "cache_probe.py", f"{run}.npy"], cwd=tmp_path, env=environment, check=True)
+    return np.load(tmp_path / "fresh.npy"), np.load(tmp_path / "cached.npy")

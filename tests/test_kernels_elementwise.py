@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import assert_close, fresh_and_cached_results
 
 import nbprop
 from nbprop.backend import DEVICES
@@ -267,14 +267,6 @@ def test_parallel_kernel_from_cache_computes_the_same_bits_as_freshly_compiled(t
     With the fast-math flags {nsz, reassoc} together, this product chain (sigmoid_backward's) rounded differently
     in the parallel variant once it came from the cache.
     """
-    import os
-    import subprocess
-    import sys
-
-    (tmp_path / "cache_probe.py").write_text(_CACHE_PROBE)
-    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    for run in ("fresh", "cached"):
-        subprocess.run([sys.executable, "cache_probe.py", f"{run}.npy"], cwd=tmp_path, env=environment, check=True)
-    fresh, cached = np.load(tmp_path / "fresh.npy"), np.load(tmp_path / "cached.npy")
+    fresh, cached = fresh_and_cached_results(tmp_path, _CACHE_PROBE)
     np.testing.assert_array_equal(fresh, cached)
     np.testing.assert_array_equal(cached[0], cached[1])  # serial equals parallel

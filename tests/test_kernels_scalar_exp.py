@@ -2,13 +2,11 @@
 serial and threaded loops alike, and proof from the machine code that a loop calling it is vectorised."""
 
 import math
-import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import fresh_and_cached_results
 from numba import float32, float64, njit, prange
 
 from nbprop.kernels import elementwise, scalar
@@ -241,11 +239,7 @@ np.save(sys.argv[1], np.stack(results))
 
 def test_exp_kernels_from_the_cache_compute_the_same_bits_as_freshly_compiled(tmp_path):
     """The intrinsics and the dtype overload behind scalar.exp survive Numba's on-disk cache unchanged."""
-    (tmp_path / "cache_probe.py").write_text(_CACHE_PROBE)
-    environment = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    for run in ("fresh", "cached"):
-        subprocess.run([sys.executable, "cache_probe.py", f"{run}.npy"], cwd=tmp_path, env=environment, check=True)
-    fresh, cached = np.load(tmp_path / "fresh.npy"), np.load(tmp_path / "cached.npy")
+    fresh, cached = fresh_and_cached_results(tmp_path, _CACHE_PROBE)
     np.testing.assert_array_equal(fresh, cached)
     np.testing.assert_array_equal(cached[0], cached[1])  # float32: serial equals parallel
     np.testing.assert_array_equal(cached[2], cached[3])  # float64
