@@ -1,7 +1,9 @@
 """Gradients written straight into an optimizer's flat buffer (FlatBucket.lend_grad): engaged in a training
 loop, invisible otherwise: same values as without it, a kept `.grad` keeps its values, steps never write it."""
 
+import gc
 import inspect
+import weakref
 
 import numpy as np
 import pytest
@@ -158,3 +160,18 @@ def test_transform_optimizer_does_not_lend():
     for parameter, gradient in zip(model.parameters(), before):
         assert not np.shares_memory(parameter.grad.numpy(), _flat_grad(optimizer))
         np.testing.assert_array_equal(parameter.grad.numpy(), gradient)
+
+
+def test_a_deleted_optimizer_is_freed_and_gradients_are_fresh_again():
+    model, inputs = _model_and_data()
+    optimizer = SGD(model.parameters(), lr=0.1)
+    bucket = weakref.ref(optimizer._buckets[0][0])
+    _loss(model, inputs).backward()
+    optimizer.step()
+    model.zero_grad()
+    del optimizer
+    gc.collect()
+    assert bucket() is None  # the parameters' lenders hold it weakly
+    _loss(model, inputs).backward()
+    expected = autograd_grad(_loss(model, inputs), [model.weight])[0]
+    np.testing.assert_array_equal(model.weight.grad.numpy(), expected.numpy())

@@ -6,8 +6,8 @@ bucket that lends its gradient views makes the backward pass write the gradients
 (see `lend_grad`), so that gathering finds them in place.
 """
 
-import functools
 import sys
+import weakref
 
 import numpy as np
 
@@ -15,6 +15,18 @@ from nbprop.backend import DEVICES
 
 # Chunks of at most this many elements: threads share a large parameter evenly.
 CHUNK_LENGTH = 4096
+
+
+def _lender(bucket, index):
+    """A parameter's `_grad_lender`: `bucket.lend_grad(index)` while the bucket lives. The bucket is held
+    weakly, so that a deleted optimizer's buffers and state are freed although its parameters live on."""
+    reference = weakref.ref(bucket)
+
+    def lend():
+        alive = reference()
+        return None if alive is None else alive.lend_grad(index)
+
+    return lend
 
 
 class FlatBucket:
@@ -41,7 +53,7 @@ class FlatBucket:
         # The reference counts of a gradient view and of the flat buffer while only the bucket holds them.
         self._free_counts = self._reference_counts(0) if self.params else None
         for index, parameter in enumerate(self.params):
-            parameter._grad_lender = functools.partial(self.lend_grad, index) if lend_grads else None
+            parameter._grad_lender = _lender(self, index) if lend_grads else None
         self.states = {name: self.device.zeros(self.size, self.dtype) for name in state_names}
         count = len(self.params)
         self.steps = np.zeros(count, np.float64)
