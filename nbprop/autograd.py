@@ -1,17 +1,26 @@
 """The tape: Function nodes with their Context, and the iterative backward pass."""
 
+import threading
+
 from nbprop.backend import DEVICES
 from nbprop.grad_mode import enable_grad, is_grad_enabled, no_grad, recording, set_grad_enabled
 from nbprop.tensor import Tensor
-
-# While a backward pass accumulates into `.grad`: leaf id -> the lent storage handed to a backward for that
-# leaf's gradient (Context.gradient_destination). None otherwise (autograd.grad, no pass running).
-_lent_storage = None
 
 __all__ = [
     "Function", "Context", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled",
 ]
+
+
+class _PassState(threading.local):
+    """Per thread, while a backward pass accumulates into `.grad`: `lent`, leaf id -> the lent storage handed
+    to a backward for that leaf's gradient (Context.gradient_destination); None otherwise (autograd.grad,
+    no pass running)."""
+
+    lent = None
+
+
+_pass = _PassState()
 
 
 class Context:
@@ -45,7 +54,7 @@ class Context:
         its flat gradient buffer, see nbprop/optim/flat.py), while backward accumulates into `.grad`, and
         when no other input of this op is the same leaf.
         """
-        lent = _lent_storage
+        lent = _pass.lent
         leaf = self.next_edges[index]
         if lent is None or leaf is None or leaf.__class__ is tuple or leaf.grad is not None or id(leaf) in lent:
             return None
@@ -233,13 +242,12 @@ def _run_backward(outputs, gradients, retain_graph, inputs=None):
     With `inputs=None` gradients accumulate into the `.grad` of every leaf reached; otherwise the gradients
     of `inputs` are returned and no `.grad` is touched.
     """
-    global _lent_storage
-    previous_lent = _lent_storage
-    _lent_storage = {} if inputs is None else None
+    previous_lent = _pass.lent
+    _pass.lent = {} if inputs is None else None
     try:
         return _propagate(outputs, gradients, retain_graph, inputs)
     finally:
-        _lent_storage = previous_lent
+        _pass.lent = previous_lent
 
 
 def _propagate(outputs, gradients, retain_graph, inputs):
@@ -324,7 +332,7 @@ def _accumulate_leaf(tensor, gradient):
     existing = tensor.grad
     if existing is None:
         device = DEVICES[gradient.device]
-        lent = _lent_storage
+        lent = _pass.lent
         if lent is not None:
             if gradient._data is lent.pop(id(tensor), None):
                 # The backward wrote the gradient straight into the lent storage (Context.gradient_destination).
