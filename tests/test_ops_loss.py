@@ -20,21 +20,28 @@ FLOATS = [np.float64, np.float32]
 
 
 def _compare(ours, theirs, arguments, differentiable, dtype=np.float64, **keywords):
-    """ours(*tensors, **keywords) and theirs(*torch tensors, **keywords): equal values and input gradients."""
+    """ours(*tensors, **keywords) and theirs(*torch tensors, **keywords): equal values and input gradients.
+
+    PyTorch computes on the same values in float64 also for float32 inputs: where a loss cancels, PyTorch's
+    own float32 result is further from the exact value than float32's tolerance (BCE with logits at x = -6.5,
+    t = 1.2e-7, pos_weight 0.75: torch float32 off by 3.8e-4 relative, nbprop by 3e-8), so the reference is
+    its float64 result and nbprop's float32 result must be within 1e-5 of that.
+    """
     import torch
 
-    def convert(value):
-        return value.astype(dtype) if isinstance(value, np.ndarray) and value.dtype.kind == "f" else value
+    def convert(value, wanted=dtype):
+        return value.astype(dtype).astype(wanted) if isinstance(value, np.ndarray) and value.dtype.kind == "f" \
+            else value
 
     our_inputs, their_inputs = [], []
-    for index, value in enumerate(map(convert, arguments)):
+    for index, value in enumerate(arguments):
         wanted = index in differentiable
         array = isinstance(value, np.ndarray)
-        our_inputs.append(nbprop.tensor(value, requires_grad=wanted) if array else value)
-        their_inputs.append(torch.tensor(value, requires_grad=wanted) if array else value)
+        our_inputs.append(nbprop.tensor(convert(value), requires_grad=wanted) if array else value)
+        their_inputs.append(torch.tensor(convert(value, np.float64), requires_grad=wanted) if array else value)
     our_keywords = {key: nbprop.tensor(convert(v)) if isinstance(v, np.ndarray) else v
                     for key, v in keywords.items()}
-    their_keywords = {key: torch.tensor(convert(v)) if isinstance(v, np.ndarray) else v
+    their_keywords = {key: torch.tensor(convert(v, np.float64)) if isinstance(v, np.ndarray) else v
                       for key, v in keywords.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -46,7 +53,7 @@ def _compare(ours, theirs, arguments, differentiable, dtype=np.float64, **keywor
         return
     grad_output = np.cos(np.arange(expected.numel()) + 0.5).reshape(expected.shape).astype(dtype)
     result.backward(nbprop.tensor(grad_output))
-    expected.backward(torch.tensor(grad_output))
+    expected.backward(torch.tensor(grad_output.astype(np.float64)))
     for index in differentiable:
         assert_close(our_inputs[index].grad, their_inputs[index].grad.numpy(), **TOLERANCE[dtype])
 
