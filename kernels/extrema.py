@@ -55,13 +55,20 @@ def extreme_chunks(x, chunk, largest, out):
             continue
         # A local running extreme updated by selects: a conditional store into `out` (which may alias x as
         # far as the compiler knows) kept the loop scalar, 2-5x slower.
-        best = block[0, first:first + width].copy()
+        # Loops over 0-based views (so that they vectorize), not slice copies or slice assignment, which
+        # cost much compile time.
+        best = np.empty(width, x.dtype)
+        source = block[0, first:first + width]
+        for k in range(width):
+            best[k] = source[k]
         for j in range(1, block.shape[0]):
             row = block[j, first:first + width]
             for k in range(width):
                 value = row[k]
                 best[k] = value if scalar.improves(value, best[k], largest) else best[k]
-        out[o, c, first:first + width] = best
+        target = out[o, c, first:first + width]
+        for k in range(width):
+            target[k] = best[k]
 
 
 @parallel_cpu_kernel
