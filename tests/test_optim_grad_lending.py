@@ -28,7 +28,7 @@ def _flat_grad(optimizer):
 
 
 def _loss(model, inputs):
-    # The tanh makes the weight's gradient come through Linear's backward and the bias's depend on it too.
+    # tanh, so that Linear's backward receives a gradient that is not all ones.
     return model(inputs).tanh().sum()
 
 
