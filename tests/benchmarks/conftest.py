@@ -1,4 +1,5 @@
-"""Benchmark set-up: the runner's thread count, applied to Numba and PyTorch just before each test runs."""
+"""Benchmark set-up: the `torch` fixture, and the runner's thread count applied to Numba and PyTorch just
+before each test runs."""
 
 import os
 import sys
@@ -7,6 +8,15 @@ import pytest
 
 # Set by `python -m tests.benchmarks.run` in each per-thread-count process; unset in ordinary test runs.
 THREADS_VARIABLE = "NBPROP_BENCH_THREADS"
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """PyTorch, with 2 threads outside the runner (which pins its own count in the hook below)."""
+    import torch
+
+    torch.set_num_threads(2)
+    return torch
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -20,12 +20,6 @@ REDUCTION_SHAPE = (2048, 2048)
 OPERATIONS = {"add": (2, 3, 1), "mul": (2, 3, 1), "exp": (1, 2, None), "chain relu(x * y + z)": (3, 4, 3)}
 
 
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    return torch
-
 
 def _arrays(count, size):
     generator = np.random.default_rng(0)

@@ -13,13 +13,6 @@ from nbprop.ops.loss import cross_entropy
 SHAPES = [(128, 10), (4096, 1000)]
 
 
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    torch.set_num_threads(2)
-    return torch
-
 
 def _data(shape):
     rng = np.random.default_rng(0)

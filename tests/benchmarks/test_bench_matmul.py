@@ -21,12 +21,6 @@ PRODUCTS = {
 BACKWARD = "128x784 @ 784x512"
 
 
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    return torch
-
 
 def _flops(left_shape, right_shape):
     *batch, rows, inner = left_shape

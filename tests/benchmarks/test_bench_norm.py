@@ -22,13 +22,6 @@ GROUPS = {
 }
 
 
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    torch.set_num_threads(2)
-    return torch
-
 
 def _arrays(shape):
     generator = np.random.default_rng(0)

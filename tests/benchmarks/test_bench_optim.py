@@ -25,13 +25,6 @@ GROUPS = {
 }
 
 
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    torch.set_num_threads(2)
-    return torch
-
 
 def _arrays(shapes):
     generator = np.random.default_rng(0)

@@ -9,14 +9,6 @@ import pytest
 import nbprop
 
 
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    torch.set_num_threads(2)
-    return torch
-
-
 def _nbprop_pair(requires_grad=False):
     first = nbprop.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=requires_grad)
     second = nbprop.tensor([0.5, -1.0, 2.0, 3.0])

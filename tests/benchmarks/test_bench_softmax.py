@@ -22,12 +22,6 @@ CASES = [(name, shape_id) for name in ARRAYS_MOVED for shape_id in SHAPES
          if (name, shape_id) != ("cross_entropy", "128x10")]
 
 
-@pytest.fixture(scope="module")
-def torch():
-    import torch
-
-    return torch
-
 
 def _declare(benchmark, name, shape_id):
     shape = SHAPES[shape_id]
