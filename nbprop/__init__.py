@@ -3,7 +3,10 @@
 # Tensor first: the modules it needs import it back.
 from nbprop.tensor import Tensor  # noqa: I001
 from nbprop import autograd, nn, optim
-from nbprop.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from nbprop.autograd import (
+    Function, enable_grad, is_anomaly_check_nan_enabled, is_anomaly_enabled, is_grad_enabled, no_grad,
+    set_grad_enabled,
+)
 from nbprop.creation import (
     arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,
     rand_like, randint, randn, randn_like, tensor, zeros, zeros_like,

@@ -1,5 +1,7 @@
 """The tape: Function nodes and their Context; backward() and grad() run the pass in backward_pass.py."""
 
+from nbprop import anomaly_mode
+from nbprop.anomaly_mode import detect_anomaly, is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
 from nbprop.backend import DEVICES
 from nbprop.backward_pass import backward, grad, pass_state
 from nbprop.grad_mode import enable_grad, is_grad_enabled, no_grad, recording, set_grad_enabled
@@ -7,7 +9,7 @@ from nbprop.tensor import Tensor
 
 __all__ = [
     "Function", "Context", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled",
+    "is_grad_enabled", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
 ]
 
 
@@ -22,6 +24,7 @@ class Context:
         "__dict__", "function", "needs_input_grad", "next_edges", "output_count", "_saved_versions", "output_meta",
     )
     _saved = ()  # tensors kept for backward, () once freed
+    _saved_output_indices = None  # per saved tensor, its output index if it is an output of this node
     _freed = False
     _retained = None  # output index -> weak reference to a tensor whose .grad is kept (retain_grad)
     # Scratch of a backward pass: which pass last visited the node, its unprocessed consumers, its gradients.
@@ -73,8 +76,10 @@ class Context:
             )
         for index, (tensor, version) in enumerate(zip(self._saved, self._saved_versions)):
             if tensor is not None and tensor._version_counter[0] != version:
+                output_index = None if self._saved_output_indices is None else self._saved_output_indices[index]
+                which = f"saved tensor {index}" if output_index is None else f"its output {output_index}"
                 raise RuntimeError(
-                    f"{self.function.__name__}.backward: input {index} saved for backward (shape "
+                    f"{self.function.__name__}.backward: {which} saved for backward (shape "
                     f"{tuple(tensor.shape)}, dtype {tensor.dtype}) was modified by an in-place operation "
                     f"(version {version} when saved, {tensor._version_counter[0]} now)"
                 )
@@ -152,14 +157,35 @@ class Function:
         if isinstance(outputs, Tensor):
             ctx.output_count = 1
             _attach(outputs, ctx, 0)
-            return outputs
-        if not isinstance(outputs, tuple) or not all(isinstance(output, Tensor) for output in outputs):
+        elif isinstance(outputs, tuple) and all(isinstance(output, Tensor) for output in outputs):
+            ctx.output_count = len(outputs)
+            ctx.output_meta = [(output.shape, output.dtype, output.device) for output in outputs]
+            for index, output in enumerate(outputs):
+                _attach(output, ctx, index)
+        else:
             raise TypeError(f"{cls.__name__}.forward must return a Tensor or a tuple of Tensors")
-        ctx.output_count = len(outputs)
-        ctx.output_meta = [(output.shape, output.dtype) for output in outputs]
-        for index, output in enumerate(outputs):
-            _attach(output, ctx, index)
+        if ctx._saved:
+            _unlink_saved_outputs(ctx)
+        if anomaly_mode.enabled:
+            anomaly_mode.check_forward(ctx, outputs)
         return outputs
+
+
+def _unlink_saved_outputs(ctx):
+    """Keep each saved output as an alias without its tape node: an output that holds the node that saves it
+    would be a reference cycle, so a dropped graph would wait for the garbage collector (PyTorch's
+    SavedVariable does the same). The alias shares the output's storage and version counter."""
+    saved = ctx._saved
+    if not any(tensor is not None and tensor.grad_fn is ctx for tensor in saved):
+        return
+    ctx._saved_output_indices = tuple(
+        tensor._output_index if tensor is not None and tensor.grad_fn is ctx else None for tensor in saved
+    )
+    ctx._saved = tuple(
+        Tensor._make(tensor._data, tensor._version_counter, tensor.device)
+        if tensor is not None and tensor.grad_fn is ctx else tensor
+        for tensor in saved
+    )
 
 
 def _attach(output, ctx, index):

@@ -3,6 +3,7 @@ accumulated into the leaves' `.grad` (backward) or returned (grad); no recursion
 
 import threading
 
+from nbprop import anomaly_mode
 from nbprop.backend import DEVICES
 from nbprop.grad_mode import recording
 from nbprop.tensor import Tensor
@@ -130,7 +131,15 @@ def _propagate(outputs, gradients, retain_graph, inputs):
                 grad_outputs = [
                     g if g is not None else _zeros_for(node, index) for index, g in enumerate(grad_outputs)
                 ]
-            grad_inputs = node.function.backward(node, *grad_outputs)
+            if anomaly_mode.enabled:
+                try:
+                    grad_inputs = node.function.backward(node, *grad_outputs)
+                except Exception as error:
+                    anomaly_mode.annotate(error, node)
+                    raise
+                anomaly_mode.check_backward(node, grad_inputs if grad_inputs.__class__ is tuple else (grad_inputs,))
+            else:
+                grad_inputs = node.function.backward(node, *grad_outputs)
             if not retain_graph and node._saved:
                 # Like PyTorch, only a node that kept tensors refuses a second backward.
                 node._saved = ()
@@ -159,8 +168,8 @@ def _propagate(outputs, gradients, retain_graph, inputs):
 
 def _zeros_for(node, index):
     """PyTorch's materialised zero gradient for an output of a multi-output op that received none."""
-    shape, dtype = node.output_meta[index]
-    return Tensor._make(DEVICES["cpu"].zeros(shape, dtype))
+    shape, dtype, device = node.output_meta[index]
+    return Tensor._make(DEVICES[device].zeros(shape, dtype), None, device)
 
 
 def _accumulate_leaf(tensor, gradient):

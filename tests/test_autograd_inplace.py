@@ -19,7 +19,7 @@ def test_modifying_a_saved_tensor_in_place_makes_backward_raise():
     y = x * w
     with nbprop.no_grad():
         w.add_(1)
-    with pytest.raises(RuntimeError, match=r"Mul.backward: input 0 saved for backward \(shape \(2,\).*modified by an "
+    with pytest.raises(RuntimeError, match=r"Mul.backward: saved tensor 0 saved for backward \(shape \(2,\).*modified by an "
                                            r"in-place operation \(version 0 when saved, 1 now\)"):
         y.backward(_ones(2))
 
@@ -38,7 +38,7 @@ def test_modifying_a_saved_result_in_place_makes_backward_raise():
     x = leaf([1.0, 2.0])
     y = x.exp()
     y.mul_(2)
-    with pytest.raises(RuntimeError, match="Exp.backward: input 0 saved for backward"):
+    with pytest.raises(RuntimeError, match="Exp.backward: its output 0 saved for backward"):
         y.backward(_ones(2))
 
 
