@@ -1,6 +1,7 @@
 """Tensor factories: from data, filled, ranges and random, with PyTorch's signatures."""
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -46,19 +47,44 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         inferred = kinds.get(data.dtype.kind)
     if inferred is None:
         raise TypeError(f"tensor: cannot make a tensor from data of NumPy dtype {data.dtype}")
-    array = get_device(device).asarray(data, _dtype(dtype, inferred))
+    resolved = _dtype(dtype, inferred)
+    if data.dtype == np.uint64 and resolved == dtypes.int64 and data.size and data.max() > np.iinfo(np.int64).max:
+        # NumPy's cast would wrap it to a negative number.
+        raise ValueError(f"tensor: the value {data.max()} does not fit int64, the widest integer dtype nbprop has")
+    array = get_device(device).asarray(data, resolved)
     if array is data or np.shares_memory(array, data):
         array = array.copy()
     return _finish(array, requires_grad, device)
 
 
 def from_numpy(array):
-    """A tensor sharing `array`'s memory (float32, float64, int64 or bool)."""
+    """A tensor sharing `array`'s memory (float32, float64, int64 or bool), as `torch.from_numpy`.
+
+    The kernels compute in those four dtypes only, so int8, int16, int32, uint8, uint16 and uint32 arrays
+    become int64 tensors and float16 arrays float32 ones: these are COPIES, which do not share memory with
+    `array` (a later write to either is not seen by the other), and their arithmetic is that of the wider
+    dtype (uint8 200 + 100 is 300, where PyTorch wraps to 44; float16 products are not rounded to float16).
+    A read-only array is shared with a warning, as PyTorch does; in-place ops on the tensor then raise.
+    """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expects a NumPy array, got {type(array).__name__}")
-    if array.dtype not in dtypes.SUPPORTED:
-        raise TypeError(f"from_numpy: dtype {array.dtype} is not supported; use float32, float64, int64 or bool")
-    return Tensor._make(array)
+    if type(array) is not np.ndarray:
+        array = array.view(np.ndarray)  # np.matrix and other subclasses would change how indexing works
+    if not array.dtype.isnative:
+        raise ValueError(f"from_numpy: the array's byte order ({array.dtype.str}) is not the machine's; "
+                         "convert it first with array.astype(array.dtype.newbyteorder('='))")
+    if array.dtype in dtypes.SUPPORTED:
+        if not array.flags.writeable:
+            warnings.warn("The given NumPy array is not writable; the tensor shares its memory, so in-place "
+                          "ops on the tensor will raise an error. You may want to copy the array or make it "
+                          "writable before converting it to a tensor.", UserWarning, stacklevel=2)
+        return Tensor._make(array)
+    widened = dtypes.WIDENED.get(array.dtype)
+    if widened is None:
+        hint = "; if its values fit, convert it with array.astype(np.int64)" if array.dtype == np.uint64 else ""
+        raise TypeError(f"from_numpy: dtype {array.dtype} is not supported; use float32, float64, int64 or "
+                        f"bool, or a narrower integer or float16 (copied into int64 or float32){hint}")
+    return Tensor._make(array.astype(widened))
 
 
 def as_tensor(data, dtype=None):

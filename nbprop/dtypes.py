@@ -14,6 +14,11 @@ double = float64
 long = int64
 
 SUPPORTED = (float32, float64, int64, bool_)
+# NumPy dtypes the kernels do not compute in, each with the supported dtype that holds all its values.
+# (uint64 has none: its upper half does not fit int64.)
+WIDENED = {np.dtype(narrow): wide for narrow, wide in (
+    (np.int8, int64), (np.int16, int64), (np.int32, int64), (np.uint8, int64), (np.uint16, int64),
+    (np.uint32, int64), (np.float16, float32))}
 _ALIASES = {"float32": float32, "float": float32, "float64": float64, "double": float64,
             "int64": int64, "long": int64, "bool": bool_}
 

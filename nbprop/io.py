@@ -1,8 +1,10 @@
 """save/load of state dicts in the safetensors format; saving is atomic, so a failed save loses nothing."""
 
 import contextlib
+import errno
 import json
 import os
+import re
 import struct
 import tempfile
 from collections import OrderedDict
@@ -14,6 +16,11 @@ import safetensors.numpy
 
 from nbprop.tensor import Tensor
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 __all__ = ["save", "load"]
 
 # The header entry that keeps the state dict's key order (safetensors itself stores keys sorted).
@@ -23,7 +30,7 @@ _ORDER_KEY = "nbprop.key_order"
 _WIDENED = {
     "I8": np.int8, "I16": np.int16, "I32": np.int32, "U8": np.uint8, "U16": np.uint16, "U32": np.uint32,
 }
-_NATIVE = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "BOOL": np.bool_}
+_NATIVE = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
 
 
 def _arrays(obj):
@@ -37,6 +44,10 @@ def _arrays(obj):
         if not isinstance(key, str):
             raise TypeError(f"save: state dict keys must be strings, got {key!r} of type "
                             f"{type(key).__name__}")
+        if key == "__metadata__":
+            # The safetensors header keeps its metadata under this name: the file could not be read back.
+            raise ValueError("save: the state dict key '__metadata__' is reserved by the safetensors format "
+                             "for the file's metadata; rename that entry")
         if isinstance(value, Tensor):
             array = value._data
         elif isinstance(value, np.ndarray):
@@ -75,28 +86,90 @@ def _fsync_directory(directory):
         os.close(descriptor)
 
 
+def _temporary_name(name):
+    """The pattern of the temporary files `save` writes beside `name`: `.<name>.<writer's pid>.<random>.tmp`."""
+    return re.compile(re.escape(f".{name}.") + r"(\d{1,10})\.[a-z0-9_]+\.tmp")
+
+
+def _writer_may_be_alive(temporary, pid):
+    """Whether a save may still be writing `temporary`; when in doubt yes, so that a live save is never hurt."""
+    if fcntl is None:
+        return True  # Windows: no lock to ask, and os.kill(pid, 0) would terminate the process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pass
+    except (OSError, OverflowError):  # PermissionError: alive under another user
+        return True
+    else:
+        return True  # alive, or its pid reused: the file stays (litter at worst, never a lost save)
+    # A writer on another host or in another pid namespace sharing this directory is invisible to
+    # os.kill; it holds an exclusive lock on its file until the rename.
+    try:
+        descriptor = os.open(temporary, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(descriptor)
+    return False
+
+
+def _remove_stale_temporaries(directory, name):
+    """Delete the temporary files of earlier saves to `name` that were killed before their rename."""
+    pattern = _temporary_name(name)
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match and entry.is_file(follow_symlinks=False) \
+                    and not _writer_may_be_alive(entry.path, int(match[1])):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _resolve(path):
+    """The file a save to `path` writes: through symlinks, as PyTorch's `open(path, "wb")` does."""
+    target = os.path.realpath(path)
+    if os.path.islink(target):
+        raise OSError(errno.ELOOP, "save: too many levels of symbolic links", path)
+    return target
+
+
 def save(obj, path):
     """Write the state dict `obj` (str -> Tensor) to `path` in the safetensors format, atomically.
 
     The bytes go to a temporary file in the same directory, which is flushed and fsynced, then renamed over
     `path` (os.replace) and the directory fsynced. A failure at any point (a full disk, an interrupted
-    process) leaves any previous file at `path` intact. The file loads with `safetensors.torch.load_file`.
+    process) leaves any previous file at `path` intact; the temporary files of killed saves to the same
+    path are removed by the next save. A symlink at `path` stays: its target is replaced. The file loads
+    with `safetensors.torch.load_file`.
     """
     path = os.fspath(path)
     arrays = _arrays(obj)
     metadata = {_ORDER_KEY: json.dumps(list(arrays))}
     data = safetensors.numpy.save(arrays, metadata=metadata)
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = _file_mode(path)
-    descriptor, temporary = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                             dir=directory)
+    target = _resolve(path)
+    directory, name = os.path.split(target)
+    # Before writing, so that the space they hold is free for this save.
+    _remove_stale_temporaries(directory, name)
+    mode = _file_mode(target)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(descriptor, "wb") as handle:
+            if fcntl is not None:
+                # Held until the rename: tells a cleaner in another pid namespace that this file is live.
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
+            os.chmod(temporary, mode)
+            if fcntl is not None:
+                os.replace(temporary, target)
+        if fcntl is None:
+            os.replace(temporary, target)  # after the close: Windows cannot rename an open file
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -119,8 +192,8 @@ def _header(data, path):
                              "length field")
     try:
         header = json.loads(data[8:8 + length].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise _invalid(path, f"the header is not JSON: {error}") from error
+    except (ValueError, RecursionError) as error:  # RecursionError: absurdly deep nesting
+        raise _invalid(path, f"the header is not JSON: {type(error).__name__}: {error}") from error
     if not isinstance(header, dict):
         raise _invalid(path, "the header is not a JSON object")
     return header
@@ -129,6 +202,9 @@ def _header(data, path):
 def _to_array(key, view, path):
     """A writeable NumPy array of a supported dtype from one deserialized entry."""
     dtype, shape, raw = view["dtype"], tuple(view["shape"]), view["data"]
+    if dtype == "BOOL":
+        # Any nonzero byte is True; NumPy would keep the byte itself, which the kernels read as a number.
+        return (np.frombuffer(raw, dtype=np.uint8) != 0).reshape(shape)
     if dtype in _NATIVE:
         return np.frombuffer(raw, dtype=np.dtype(_NATIVE[dtype]).newbyteorder("<")).astype(_NATIVE[dtype]) \
             .reshape(shape)
@@ -158,9 +234,12 @@ def load(path):
     except Exception as error:  # safetensors raises its own SafetensorError for every malformed file
         raise _invalid(path, str(error)) from error
     arrays = {key: _to_array(key, view, path) for key, view in views}
-    order = list(arrays)
-    metadata = header.get("__metadata__") or {}
-    with contextlib.suppress(ValueError, TypeError):
+    order = sorted(arrays)  # deserialize gives a hash map's order, which changes from run to run
+    metadata = header.get("__metadata__")
+    if not isinstance(metadata, dict):  # null (allowed); safetensors has rejected any other non-object
+        metadata = {}
+    # A damaged order entry is not worth an error: the tensors are intact, in safetensors' sorted order.
+    with contextlib.suppress(ValueError, TypeError, RecursionError):
         saved_order = json.loads(metadata.get(_ORDER_KEY, "null"))
         if isinstance(saved_order, list) and sorted(saved_order) == sorted(order):
             order = saved_order

@@ -149,3 +149,117 @@ def test_as_tensor_avoids_copies():
     assert nbprop.as_tensor(x) is x
     assert nbprop.as_tensor(x, dtype=nbprop.float64).dtype == nbprop.float64
     assert nbprop.as_tensor([1, 2]).dtype == nbprop.int64
+
+
+def test_from_numpy_shares_memory_of_supported_dtypes():
+    for dtype in (np.float32, np.float64, np.int64, np.bool_):
+        array = np.zeros((2, 3), dtype)
+        made = nbprop.from_numpy(array)
+        assert made.dtype == dtype and np.shares_memory(made.numpy(), array)
+    array = np.arange(6.0)
+    made = nbprop.from_numpy(array[::2])
+    array[2] = 7.0
+    assert made.tolist() == [0.0, 7.0, 4.0]
+
+    class Subclass(np.ndarray):
+        pass
+
+    assert type(nbprop.from_numpy(np.zeros(2).view(Subclass)).numpy()) is np.ndarray
+    with pytest.raises(TypeError, match="from_numpy: expects a NumPy array, got list"):
+        nbprop.from_numpy([1.0])
+    with pytest.raises(ValueError, match=r"from_numpy: the array's byte order \(>f4\) is not the machine's"):
+        nbprop.from_numpy(np.zeros(2, ">f4"))
+    with pytest.raises(TypeError, match="from_numpy: dtype uint64 is not supported.*astype"):
+        nbprop.from_numpy(np.zeros(2, np.uint64))
+    with pytest.raises(TypeError, match="from_numpy: dtype complex64 is not supported"):
+        nbprop.from_numpy(np.zeros(2, np.complex64))
+
+
+@pytest.mark.torch
+def test_from_numpy_of_a_read_only_array_warns_shares_and_refuses_in_place_writes():
+    import torch
+
+    array = np.arange(4.0, dtype=np.float32)
+    array.flags.writeable = False
+    with pytest.warns(UserWarning, match="The given NumPy array is not writable"):
+        torch.from_numpy(array)
+    with pytest.warns(UserWarning, match="The given NumPy array is not writable"):
+        made = nbprop.from_numpy(array)
+    assert np.shares_memory(made.numpy(), array)
+    assert (made * 2).tolist() == [0.0, 2.0, 4.0, 6.0] and made.sum().item() == 6.0
+    writes = {"add_": lambda: made.add_(1), "copy_": lambda: made.copy_(nbprop.ones(4)),
+              "setitem": lambda: made.__setitem__(0, 5.0), "fill_": lambda: made.fill_(2.0),
+              "mul_": lambda: made[1:].mul_(2)}
+    for op, write in writes.items():
+        with pytest.raises(RuntimeError, match=f"{op}: the memory of the tensor written to .* is read-only") as info:
+            write()
+        assert "expanded view" not in str(info.value)
+    assert array.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert made.clone().add_(1).tolist() == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(RuntimeError, match="add_: the tensor written to is an expanded view"):
+        nbprop.zeros(1, 3).expand(2, 3).add_(1)
+
+
+NARROW = [(np.int8, nbprop.int64), (np.int16, nbprop.int64), (np.int32, nbprop.int64), (np.uint8, nbprop.int64),
+          (np.uint16, nbprop.int64), (np.uint32, nbprop.int64), (np.float16, nbprop.float32)]
+
+
+@pytest.mark.parametrize(("narrow", "wide"), NARROW)
+def test_from_numpy_copies_narrow_dtypes_into_the_computing_ones(narrow, wide):
+    array = np.array([[0, 1, 2], [3, 100, 127]], narrow)
+    made = nbprop.from_numpy(array)
+    assert made.dtype == wide and made.shape == (2, 3)
+    assert made.tolist() == array.astype(wide).tolist()
+    assert not np.shares_memory(made.numpy(), array)  # a copy, as the docstring says
+    array[0, 0] = 9
+    assert made.tolist()[0][0] == 0
+    made.add_(1)  # the copy is the tensor's own, writeable memory
+    assert array.tolist()[0][1] == 1
+    read_only = np.ones(2, narrow)
+    read_only.flags.writeable = False
+    assert nbprop.from_numpy(read_only).add_(1).tolist() == [2, 2]  # no warning: nothing is shared
+    assert nbprop.from_numpy(np.array(7, narrow)).shape == ()
+
+
+@pytest.mark.torch
+def test_from_numpy_narrow_dtypes_compute_as_pytorch():
+    import torch
+
+    integers = np.array([[3, -7, 12], [0, 5, -1]], np.int32)
+    ours, theirs = nbprop.from_numpy(integers), torch.from_numpy(integers)
+    assert theirs.dtype == torch.int32
+    for op in (lambda x: x + x, lambda x: x * 3 - 1, lambda x: x.sum(), lambda x: x.max(), lambda x: x > 2,
+               lambda x: x.T, lambda x: x[1], lambda x: x.sum(dim=0), lambda x: x.float() / 2):
+        np.testing.assert_array_equal(op(ours).numpy(), op(theirs).numpy())
+    table = np.arange(12.0, dtype=np.float32).reshape(6, 2)
+    rows = np.array([5, 0, 2], np.int32)
+    np.testing.assert_array_equal(nbprop.from_numpy(table)[nbprop.from_numpy(rows)].numpy(),
+                                  torch.from_numpy(table)[torch.from_numpy(rows)].numpy())
+
+    pixels = np.array([[0, 17, 255], [128, 3, 64]], np.uint8)
+    ours, theirs = nbprop.from_numpy(pixels), torch.from_numpy(pixels)
+    for op in (lambda x: x.float() / 255, lambda x: x.sum(), lambda x: x.max(), lambda x: x * 1.5,
+               lambda x: x == 3):
+        np.testing.assert_array_equal(op(ours).numpy(), op(theirs).numpy())
+
+    halves = np.array([[0.5, -1.25, 3.0], [256.0, 0.0, -6.5]], np.float16)
+    ours, theirs = nbprop.from_numpy(halves), torch.from_numpy(halves)
+    assert theirs.dtype == torch.float16
+    # Exact in float16 too, so PyTorch's float16 results equal ours in float32.
+    for op in (lambda x: x * 2, lambda x: x + x, lambda x: -x, lambda x: x.abs(), lambda x: x.max(),
+               lambda x: x.relu(), lambda x: x.T * 0.5, lambda x: x.sum(dim=1)):
+        np.testing.assert_array_equal(op(ours).numpy(), op(theirs).float().numpy())
+    np.testing.assert_array_equal(ours.numpy(), theirs.float().numpy())
+    weight = nbprop.from_numpy(np.array([[1.0], [2.0], [-1.0]], np.float16)).requires_grad_()
+    (ours @ weight).sum().backward()
+    np.testing.assert_array_equal(weight.grad.numpy(), halves.astype(np.float32).sum(axis=0, keepdims=True).T)
+
+
+def test_tensor_refuses_integers_past_int64():
+    with pytest.raises(ValueError, match="tensor: the value 9223372036854775808 does not fit int64"):
+        nbprop.tensor([2**63])
+    with pytest.raises(ValueError, match="does not fit int64"):
+        nbprop.tensor(np.array([1, 2**64 - 1], np.uint64))
+    assert nbprop.tensor([2**63 - 1]).tolist() == [2**63 - 1]
+    assert nbprop.tensor(np.array([5], np.uint64)).tolist() == [5]
+    assert nbprop.tensor(np.array([2**63], np.uint64), dtype=nbprop.float64).tolist() == [2.0**63]

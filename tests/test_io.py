@@ -1,6 +1,8 @@
 """nbprop.io save/load: round trips, atomic writes under failures, clear errors, safetensors.torch interop."""
 
+import fcntl
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -114,6 +116,85 @@ def test_process_killed_mid_save_leaves_previous_file(tmp_path, killed_at):
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=120)
     assert result.returncode == -9, result.stderr.decode()
     _same(io.load(path), old)
+    # The killed save left its full temporary file (4 MB here, hundreds in real life); the next save removes it.
+    (litter,) = [name for name in os.listdir(tmp_path) if name != "model.safetensors"]
+    assert re.fullmatch(r"\.model\.safetensors\.\d+\.[a-z0-9_]+\.tmp", litter)
+    assert os.path.getsize(tmp_path / litter) > 4_000_000
+    new = _model(1).state_dict()
+    io.save(new, path)
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+    _same(io.load(path), new)
+
+
+def _dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_save_removes_only_stale_temporaries_of_its_own_path(tmp_path):
+    path = tmp_path / "model.safetensors"
+    dead = _dead_pid()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        stale = [f".model.safetensors.{dead}.abcd1234.tmp", f".model.safetensors.{dead}.x_9.tmp"]
+        kept = [
+            f".model.safetensors.{sleeper.pid}.abcd1234.tmp",  # a save in progress in another process
+            f".model.safetensors.{os.getpid()}.abcd1234.tmp",  # ... or in another thread of this one
+            f".other.safetensors.{dead}.abcd1234.tmp",  # another path's
+            f".model.safetensors.other.{dead}.abcd1234.tmp",  # the path model.safetensors.other's
+            f"model.safetensors.{dead}.abcd1234.tmp",  # not hidden: not ours
+            f".model.safetensors.{dead}.abcd1234",
+            f".model.safetensors.{dead}.ab.cd.tmp",
+            "unrelated.txt",
+        ]
+        for name in stale + kept:
+            (tmp_path / name).write_bytes(b"partial")
+        (tmp_path / f".model.safetensors.{dead}.folder00.tmp").mkdir()
+        os.symlink("unrelated.txt", tmp_path / f".model.safetensors.{dead}.link0000.tmp")
+        kept += [f".model.safetensors.{dead}.folder00.tmp", f".model.safetensors.{dead}.link0000.tmp"]
+        # A dead pid here, but a live lock: a save in another pid namespace (a container, another host).
+        locked = f".model.safetensors.{dead}.locked00.tmp"
+        (tmp_path / locked).write_bytes(b"partial")
+        with open(tmp_path / locked, "rb") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            io.save({"w": nbprop.ones(2)}, path)
+            assert sorted(os.listdir(tmp_path)) == sorted(kept + [locked, "model.safetensors"])
+        io.save({"w": nbprop.zeros(2)}, path)
+        assert sorted(os.listdir(tmp_path)) == sorted(kept + ["model.safetensors"])
+        assert (tmp_path / kept[0]).read_bytes() == b"partial"
+        assert io.load(path)["w"].tolist() == [0.0, 0.0]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_save_through_a_symlink_replaces_its_target(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    target = store / "weights.safetensors"
+    io.save({"w": nbprop.ones(2)}, target)
+    os.chmod(target, 0o640)
+    link = tmp_path / "latest.safetensors"
+    os.symlink(os.path.join("store", "weights.safetensors"), link)
+    # A killed save through the link left its temporary beside the target.
+    (store / f".weights.safetensors.{_dead_pid()}.abcd1234.tmp").write_bytes(b"partial")
+    io.save({"w": nbprop.zeros(2)}, link)
+    assert os.path.islink(link) and os.readlink(link) == os.path.join("store", "weights.safetensors")
+    assert io.load(target)["w"].tolist() == [0.0, 0.0] and io.load(link)["w"].tolist() == [0.0, 0.0]
+    assert os.stat(target).st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["latest.safetensors", "store"]
+    assert os.listdir(store) == ["weights.safetensors"]
+    # A dangling link gets its target created, as open(path, "wb") (and so torch.save) does.
+    dangling = tmp_path / "next.safetensors"
+    os.symlink(store / "next.safetensors", dangling)
+    io.save({"w": nbprop.ones(1)}, dangling)
+    assert os.path.islink(dangling) and io.load(store / "next.safetensors")["w"].tolist() == [1.0]
+    loop = tmp_path / "loop.safetensors"
+    os.symlink("loop.safetensors", loop)
+    with pytest.raises(OSError, match="too many levels of symbolic links"):
+        io.save({"w": nbprop.ones(1)}, loop)
+    assert os.path.islink(loop)
 
 
 def test_truncated_and_foreign_files_raise_naming_the_path(tmp_path):
@@ -148,7 +229,10 @@ def test_save_errors(tmp_path):
         io.save({"a": [1.0]}, path)
     with pytest.raises(TypeError, match="dtype int32"):
         io.save({"a": np.zeros(2, np.int32)}, path)
-    assert not path.exists()
+    # safetensors itself writes this key, into a file that no reader accepts.
+    with pytest.raises(ValueError, match="key '__metadata__' is reserved by the safetensors format"):
+        io.save({"w": nbprop.ones(1), "__metadata__": nbprop.ones(1)}, path)
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.torch

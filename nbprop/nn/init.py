@@ -49,8 +49,8 @@ def _write(tensor, values):
     """Fill `tensor` with `values` in place, outside the tape (PyTorch's initialisers run under no_grad)."""
     data = tensor._data
     if not data.flags.writeable:
-        raise RuntimeError(f"nn.init: the tensor of shape {tuple(tensor.shape)} is read-only (an expanded "
-                           "view)")
+        raise RuntimeError(f"nn.init: the tensor of shape {tuple(tensor.shape)} is read-only (an expanded view, "
+                           "or memory of a read-only NumPy array); clone() it first")
     data[...] = values
     tensor._version_counter[0] += 1
     return tensor

@@ -16,9 +16,13 @@ def check_writable(target, op, source_requires_grad):
         raise RuntimeError(f"{op}: a leaf tensor that requires grad (shape {tuple(target.shape)}) cannot be "
                            "changed in place; wrap the update in `with nbprop.no_grad():`")
     data = target._data
-    if not data.flags.writeable or any(stride == 0 and size > 1 for stride, size in zip(data.strides, data.shape)):
+    if any(stride == 0 and size > 1 for stride, size in zip(data.strides, data.shape)):
         raise RuntimeError(f"{op}: the tensor written to is an expanded view in which several elements share "
                            "one memory location; clone() it first")
+    if not data.flags.writeable:
+        raise RuntimeError(f"{op}: the memory of the tensor written to (shape {tuple(target.shape)}) is "
+                           "read-only, for example a tensor made by from_numpy of a read-only NumPy array or a "
+                           "view of one; clone() it first")
     if recording and target._is_view:
         raise RuntimeError(f"{op}: changing a view (shape {tuple(target.shape)}) in place while gradients are "
                            "recorded is not supported: the tensor it views would not see the change on the "
