@@ -1,4 +1,5 @@
-"""Elementwise forward and backward kernels.
+"""Elementwise ops declared once: each is a per-element formula for its value (and, in
+`elementwise_backward.py`, its gradient) plus one `map_kernel` row that makes its serial and parallel kernels.
 
 Every kernel takes 2-D arrays of one shape (rows, columns), any strides (a broadcast input has stride 0),
 and writes into a C-contiguous `out` passed last. The caller folds N-d tensors into that form.
@@ -6,229 +7,281 @@ and writes into a C-contiguous `out` passed last. The caller folds N-d tensors i
 
 import math
 
-from numba import prange
+import numpy as np
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
 from nbprop.kernels import scalar
-from nbprop.kernels._jit import parallel_cpu_kernel
+from nbprop.kernels._jit import scalar_function
+from nbprop.kernels.elementwise_map import map_kernel
 
 # ----------------------------------------------------------------------------------------------- unary
 
 
-@parallel_cpu_kernel
-def neg(x, out):
-    """out = -x."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = -x[row, column]
+@scalar_function
+def negative(x):
+    """-x."""
+    return -x
 
 
-@parallel_cpu_kernel
-def absolute(x, out):
-    """out = |x|."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = abs(x[row, column])
+@scalar_function
+def absolute_value(x):
+    """|x|."""
+    return abs(x)
 
 
-@parallel_cpu_kernel
-def exp(x, out):
-    """out = e ** x."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = scalar.exp(x[row, column])
+@scalar_function
+def natural_log(x):
+    """ln x (-inf at 0, NaN below)."""
+    return math.log(x)
 
 
-@parallel_cpu_kernel
-def log(x, out):
-    """out = ln x (-inf at 0, NaN below)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = math.log(x[row, column])
+@scalar_function
+def square_root(x):
+    """sqrt(x) (NaN below 0)."""
+    return math.sqrt(x)
 
 
-@parallel_cpu_kernel
-def sqrt(x, out):
-    """out = sqrt(x) (NaN below 0)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = math.sqrt(x[row, column])
+@scalar_function
+def reciprocal_square_root(x):
+    """1 / sqrt(x) (inf at 0, NaN below)."""
+    return 1.0 / math.sqrt(x)
 
 
-@parallel_cpu_kernel
-def rsqrt(x, out):
-    """out = 1 / sqrt(x) (inf at 0, NaN below)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = 1.0 / math.sqrt(x[row, column])
+@scalar_function
+def sine(x):
+    return math.sin(x)
 
 
-@parallel_cpu_kernel
-def sin(x, out):
-    """out = sin x."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = math.sin(x[row, column])
+@scalar_function
+def cosine(x):
+    return math.cos(x)
 
 
-@parallel_cpu_kernel
-def cos(x, out):
-    """out = cos x."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = math.cos(x[row, column])
+@scalar_function
+def hyperbolic_tangent(x):
+    return math.tanh(x)
 
 
-@parallel_cpu_kernel
-def tanh(x, out):
-    """out = tanh x."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = math.tanh(x[row, column])
+@scalar_function
+def rectified(x):
+    """max(x, 0) (NaN stays NaN)."""
+    return 0.0 if x <= 0 else x
 
 
-@parallel_cpu_kernel
-def sigmoid(x, out):
-    """out = 1 / (1 + e ** -x), finite for any x."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = scalar.sigmoid(x[row, column])
+@scalar_function
+def error_function(x):
+    return math.erf(x)
 
 
-@parallel_cpu_kernel
-def relu(x, out):
-    """out = max(x, 0) (NaN stays NaN)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            value = x[row, column]
-            out[row, column] = 0.0 if value <= 0 else value
+@scalar_function
+def exp_minus_one(x):
+    """e ** x - 1, accurate near 0."""
+    return math.expm1(x)
 
 
-@parallel_cpu_kernel
-def clamp(x, low, high, out):
-    """out = min(max(x, low), high); pass -inf / inf for a missing bound; NaN stays NaN."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            value = x[row, column]
-            if value < low:
-                value = low
-            if value > high:
-                value = high
-            out[row, column] = value
+@scalar_function
+def log_one_plus(x):
+    """ln(1 + x), accurate near 0."""
+    return math.log1p(x)
 
+
+@scalar_function
+def round_down(x):
+    return np.floor(x)
+
+
+@scalar_function
+def round_up(x):
+    return np.ceil(x)
+
+
+@scalar_function
+def round_half_even(x):
+    """The nearest integer, halves to even (PyTorch's round)."""
+    return np.rint(x)
+
+
+@scalar_function
+def log_sigmoid(x):
+    """ln(1 / (1 + e ** -x)) = min(x, 0) - ln(1 + e ** -|x|), PyTorch's stable form."""
+    return min(x, 0.0) - math.log1p(scalar.exp(-abs(x)))
+
+
+@scalar_function
+def clamp_value(x, low, high):
+    """min(max(x, low), high); pass -inf / inf for a missing bound; NaN stays NaN."""
+    if x < low:
+        x = low
+    if x > high:
+        x = high
+    return x
+
+
+neg = map_kernel("neg", negative, 1)
+absolute = map_kernel("absolute", absolute_value, 1)
+exp = map_kernel("exp", scalar.exp, 1)
+log = map_kernel("log", natural_log, 1)
+sqrt = map_kernel("sqrt", square_root, 1)
+rsqrt = map_kernel("rsqrt", reciprocal_square_root, 1)
+sin = map_kernel("sin", sine, 1)
+cos = map_kernel("cos", cosine, 1)
+tanh = map_kernel("tanh", hyperbolic_tangent, 1)
+sigmoid = map_kernel("sigmoid", scalar.sigmoid, 1)
+relu = map_kernel("relu", rectified, 1)
+erf = map_kernel("erf", error_function, 1)
+expm1 = map_kernel("expm1", exp_minus_one, 1)
+log1p = map_kernel("log1p", log_one_plus, 1)
+floor = map_kernel("floor", round_down, 1)
+ceil = map_kernel("ceil", round_up, 1)
+round_even = map_kernel("round_even", round_half_even, 1)
+sign = map_kernel("sign", scalar.sign, 1)
+logsigmoid = map_kernel("logsigmoid", log_sigmoid, 1)
+clamp = map_kernel("clamp", clamp_value, 1, scalars=2)
 
 # ---------------------------------------------------------------------------------------------- binary
 
 
-@parallel_cpu_kernel
-def add(a, b, out):
-    """out = a + b."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] + b[row, column]
+@scalar_function
+def plus(a, b):
+    return a + b
 
 
-@parallel_cpu_kernel
-def sub(a, b, out):
-    """out = a - b."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] - b[row, column]
+@scalar_function
+def minus(a, b):
+    return a - b
 
 
-@parallel_cpu_kernel
-def mul(a, b, out):
-    """out = a * b."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] * b[row, column]
+@scalar_function
+def times(a, b):
+    return a * b
 
 
-@parallel_cpu_kernel
-def div(a, b, out):
-    """out = a / b (IEEE: x / 0 is +-inf, 0 / 0 NaN)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] / b[row, column]
+@scalar_function
+def divided(a, b):
+    """a / b (IEEE: x / 0 is +-inf, 0 / 0 NaN)."""
+    return a / b
 
 
-@parallel_cpu_kernel
-def power(a, b, out):
-    """out = a ** b."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = scalar.power(a[row, column], b[row, column])
+def one_like(x):
+    """1 in the type of x: a float32 formula that meets a float64 literal is computed in float64, which rounds
+    differently from PyTorch's float32 arithmetic."""
+    return 1.0
 
 
-@parallel_cpu_kernel
-def maximum(a, b, out):
-    """out = max(a, b), NaN if either is NaN."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = scalar.maximum(a[row, column], b[row, column])
+@overload(one_like, inline="always")
+def _one_like_overload(x):
+    one = as_dtype(x).type(1)
+    return lambda x: one
 
 
-@parallel_cpu_kernel
-def minimum(a, b, out):
-    """out = min(a, b), NaN if either is NaN."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = scalar.minimum(a[row, column], b[row, column])
+@scalar_function
+def floor_divided(a, b):
+    """floor(a / b) as PyTorch computes it for floats (from fmod, so that a == b * (a // b) + a % b);
+    IEEE a / b where b is 0."""
+    if b == 0:
+        return a / b
+    modulus = np.fmod(a, b)
+    quotient = (a - modulus) / b
+    if modulus != 0 and (b < 0) != (modulus < 0):
+        quotient -= one_like(quotient)
+    if quotient == 0:
+        return math.copysign(0.0, a / b)
+    whole = np.floor(quotient)
+    if quotient - whole > 0.5:
+        whole += one_like(whole)
+    return whole
 
 
-@parallel_cpu_kernel
-def where(condition, a, b, out):
-    """out = a where condition else b."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] if condition[row, column] else b[row, column]
+@scalar_function
+def floor_divided_integer(a, b):
+    """a // b of integers, rounding towards -inf (the caller rejects b == 0)."""
+    return a // b
 
+
+@scalar_function
+def modulo(a, b):
+    """a mod b with the sign of b (Python's and PyTorch's remainder); NaN where b is 0 for floats."""
+    modulus = np.fmod(a, b)
+    if modulus != 0 and (b < 0) != (modulus < 0):
+        modulus += b
+    return modulus
+
+
+@scalar_function
+def modulo_integer(a, b):
+    """a % b of integers with the sign of b (the caller rejects b == 0)."""
+    return a % b
+
+
+@scalar_function
+def arc_tangent2(a, b):
+    """The angle of the point (b, a): atan2(a, b)."""
+    return math.atan2(a, b)
+
+
+@scalar_function
+def hypotenuse(a, b):
+    """sqrt(a^2 + b^2) without overflow."""
+    return math.hypot(a, b)
+
+
+@scalar_function
+def select(condition, a, b):
+    return a if condition else b
+
+
+add = map_kernel("add", plus, 2)
+sub = map_kernel("sub", minus, 2)
+mul = map_kernel("mul", times, 2)
+div = map_kernel("div", divided, 2)
+power = map_kernel("power", scalar.power, 2)
+maximum = map_kernel("maximum", scalar.maximum, 2)
+minimum = map_kernel("minimum", scalar.minimum, 2)
+floor_divide = map_kernel("floor_divide", floor_divided, 2, exact=True)
+floor_divide_integer = map_kernel("floor_divide_integer", floor_divided_integer, 2)
+remainder = map_kernel("remainder", modulo, 2, exact=True)
+remainder_integer = map_kernel("remainder_integer", modulo_integer, 2)
+atan2 = map_kernel("atan2", arc_tangent2, 2)
+hypot = map_kernel("hypot", hypotenuse, 2)
+where = map_kernel("where", select, 3)
 
 # ----------------------------------------------------------------------------------------- comparisons
 
 
-@parallel_cpu_kernel
-def equal(a, b, out):
-    """out = a == b (bool)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] == b[row, column]
+@scalar_function
+def is_equal(a, b):
+    return a == b
 
 
-@parallel_cpu_kernel
-def not_equal(a, b, out):
-    """out = a != b (bool)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] != b[row, column]
+@scalar_function
+def is_not_equal(a, b):
+    return a != b
 
 
-@parallel_cpu_kernel
-def less(a, b, out):
-    """out = a < b (bool)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] < b[row, column]
+@scalar_function
+def is_less(a, b):
+    return a < b
 
 
-@parallel_cpu_kernel
-def less_equal(a, b, out):
-    """out = a <= b (bool)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] <= b[row, column]
+@scalar_function
+def is_less_equal(a, b):
+    return a <= b
 
 
-@parallel_cpu_kernel
-def greater(a, b, out):
-    """out = a > b (bool)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] > b[row, column]
+@scalar_function
+def is_greater(a, b):
+    return a > b
 
 
-@parallel_cpu_kernel
-def greater_equal(a, b, out):
-    """out = a >= b (bool)."""
-    for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
-            out[row, column] = a[row, column] >= b[row, column]
+@scalar_function
+def is_greater_equal(a, b):
+    return a >= b
+
+
+equal = map_kernel("equal", is_equal, 2)
+not_equal = map_kernel("not_equal", is_not_equal, 2)
+less = map_kernel("less", is_less, 2)
+less_equal = map_kernel("less_equal", is_less_equal, 2)
+greater = map_kernel("greater", is_greater, 2)
+greater_equal = map_kernel("greater_equal", is_greater_equal, 2)

@@ -164,6 +164,14 @@ def _first_invalid_target(target, classes, ignore_index):
     return -1
 
 
+@scalar_function
+def _adds_to_loss(target_class, classes, ignore_index):
+    """Whether a row with this class adds to the loss: not ignored and a class in [0, classes), the only
+    classes that index memory. Checked again at each read, besides `_first_invalid_target`'s pass, so that
+    targets changed meanwhile (through .numpy(), by another thread) cannot send a read out of bounds."""
+    return target_class != ignore_index and target_class >= 0 and target_class < classes
+
+
 # ------------------------------------------------------------------------------------ cross-entropy
 
 
@@ -186,40 +194,46 @@ def cross_entropy_forward(logits, target, weight, ignore_index, smoothing, reduc
         for row in prange(rows):
             largest, total = _record_exponentials(logits, row, store, exps, row_max, row_total)
             target_class = target[row]
-            if target_class == ignore_index:
-                row_loss[row] = 0.0
-            else:
+            if _adds_to_loss(target_class, classes, ignore_index):
                 row_loss[row] = _class_row_loss(logits[row], largest, math.log(total), target_class, weight,
                                                 smoothing)
+            else:
+                row_loss[row] = 0.0
         weight_sum = 0.0
         for row in range(rows):
-            if target[row] != ignore_index:
-                weight_sum += weight[target[row]]
+            target_class = target[row]
+            if _adds_to_loss(target_class, classes, ignore_index):
+                weight_sum += weight[target_class]
         _finish(row_loss, weight_sum, reduction, totals, result)
 
 
 @parallel_cpu_kernel
 def cross_entropy_backward(grad_output, target, weight, ignore_index, smoothing, reduction, exps, row_total,
-                           totals, out):
+                           totals, out, status):
     """d cross_entropy / d logits, out (rows, C), from the forward's exps, row_total and totals.
 
     out[r] = g_r * (softmax[r] * m - (s / C) * w - (1 - s) * w[t] * one_hot(t)), m = (1 - s) * w[t] +
     (s / C) * sum w; 0 for ignored rows. g_r is grad_output[r] for 'none' ((rows,)), else grad_output[0]
-    ((1,)), divided by the weight sum totals[1] for 'mean'.
+    ((1,)), divided by the weight sum totals[1] for 'mean'. status (1,) int64: the first row whose class is
+    now out of range (targets written through .numpy() since the forward), or -1; out is not written then.
     """
+    classes = out.shape[1]
+    status[0] = _first_invalid_target(target, classes, ignore_index)
+    if status[0] >= 0:
+        return
     weight_total = 0.0
     if smoothing > 0.0:
         for column in range(weight.shape[0]):
             weight_total += weight[column]
     for row in prange(out.shape[0]):
         target_class = target[row]
-        if target_class == ignore_index:
-            for column in range(out.shape[1]):
-                out[row, column] = 0.0
-        else:
+        if _adds_to_loss(target_class, classes, ignore_index):
             scale = _row_scale(grad_output, row, reduction, totals[1])
             _class_row_gradient(exps[row], row_total[row], target_class, weight, smoothing, weight_total, scale,
                                 out[row])
+        else:
+            for column in range(classes):
+                out[row, column] = 0.0
 
 
 @parallel_cpu_kernel
@@ -275,22 +289,27 @@ def nll_loss_forward(log_probabilities, target, weight, ignore_index, reduction,
         weight_sum = 0.0
         for row in range(target.shape[0]):
             target_class = target[row]
-            if target_class == ignore_index:
-                row_loss[row] = 0.0
-            else:
+            if _adds_to_loss(target_class, classes, ignore_index):
                 row_loss[row] = -weight[target_class] * log_probabilities[row, target_class]
                 weight_sum += weight[target_class]
+            else:
+                row_loss[row] = 0.0
         _finish(row_loss, weight_sum, reduction, totals, result)
 
 
 @parallel_cpu_kernel
-def nll_loss_backward(grad_output, target, weight, ignore_index, reduction, totals, out):
-    """d nll_loss / d x: out[r, t] = -w[t] * g_r (g_r as in cross_entropy_backward), 0 elsewhere; (rows, C)."""
+def nll_loss_backward(grad_output, target, weight, ignore_index, reduction, totals, out, status):
+    """d nll_loss / d x: out[r, t] = -w[t] * g_r (g_r as in cross_entropy_backward), 0 elsewhere; (rows, C).
+    status as in cross_entropy_backward."""
+    classes = out.shape[1]
+    status[0] = _first_invalid_target(target, classes, ignore_index)
+    if status[0] >= 0:
+        return
     for row in prange(out.shape[0]):
-        for column in range(out.shape[1]):
+        for column in range(classes):
             out[row, column] = 0.0
         target_class = target[row]
-        if target_class != ignore_index:
+        if _adds_to_loss(target_class, classes, ignore_index):
             out[row, target_class] = -weight[target_class] * _row_scale(grad_output, row, reduction, totals[1])
 
 

@@ -16,10 +16,10 @@ import math
 import numpy as np
 from numba import prange
 
-from nbprop.kernels._jit import parallel_cpu_kernel
+from nbprop.kernels._jit import FASTMATH_UNFUSED, parallel_cpu_kernel
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def sgd_step(param, grad, momentum_buffer, chunk_start, chunk_end, chunk_segment, active, first,
              lr, momentum, one_minus_dampening, weight_decay, nesterov, maximize):
     """PyTorch SGD: g += weight_decay * p; b = g on the first step, else momentum * b + (1 - dampening) * g;
@@ -55,7 +55,7 @@ def sgd_step(param, grad, momentum_buffer, chunk_start, chunk_end, chunk_segment
             param[index] = param[index] - lr * gradient
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, chunk_start, chunk_end, chunk_segment, active,
               step_size, bias_correction2_sqrt, beta2, one_minus_beta1, one_minus_beta2, eps, weight_decay,
               decay_factor, decoupled, amsgrad, maximize):
@@ -99,7 +99,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, chunk_start, chu
             param[index] = value - size * average / (math.sqrt(square) / correction + eps)
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def adagrad_step(param, grad, state_sum, chunk_start, chunk_end, chunk_segment, active, clr,
                  weight_decay, eps, maximize):
     """PyTorch Adagrad: g += wd * p; s += g^2; p -= clr[s] * g / (sqrt(s) + eps), where
@@ -118,7 +118,7 @@ def adagrad_step(param, grad, state_sum, chunk_start, chunk_end, chunk_segment, 
             param[index] = param[index] - rate * gradient / (math.sqrt(total) + eps)
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def rmsprop_step(param, grad, square_avg, grad_avg, momentum_buffer, chunk_start, chunk_end, chunk_segment,
                  active, lr, alpha, one_minus_alpha, eps, weight_decay, momentum, centered, maximize):
     """PyTorch RMSprop: g += wd * p; v = alpha v + (1 - alpha) g^2; centered: a += (1 - alpha) (g - a),

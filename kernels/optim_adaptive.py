@@ -10,11 +10,11 @@ import math
 
 from numba import prange
 
-from nbprop.kernels._jit import parallel_cpu_kernel
+from nbprop.kernels._jit import FASTMATH_UNFUSED, parallel_cpu_kernel
 from nbprop.kernels.optim_common import _adam_moments, _coupled_gradient, _decayed_gradient, _lerp
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def adamax_step(param, grad, exp_avg, exp_inf, chunk_start, chunk_end, chunk_segment, active, steps,
                 lr, beta1, beta2, eps, weight_decay, maximize):
     """PyTorch Adamax: g += wd * p; m = lerp(m, g, 1 - beta1); u = max(beta2 u, |g| + eps) (NaN propagates);
@@ -36,7 +36,7 @@ def adamax_step(param, grad, exp_avg, exp_inf, chunk_start, chunk_end, chunk_seg
             param[index] = param[index] + negative_step_size * average / norm
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def nadam_step(param, grad, exp_avg, exp_avg_sq, mu_product, chunk_start, chunk_end, chunk_segment, active,
                steps, lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled, maximize):
     """PyTorch NAdam (NAdamW with decoupled=True): mu_t = beta1 (1 - 0.96^(t momentum_decay) / 2);
@@ -63,7 +63,7 @@ def nadam_step(param, grad, exp_avg, exp_avg_sq, mu_product, chunk_start, chunk_
             param[index] = value + average_coefficient * average / denominator
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def radam_step(param, grad, exp_avg, exp_avg_sq, chunk_start, chunk_end, chunk_segment, active, steps,
                lr, beta1, beta2, eps, weight_decay, decoupled, maximize):
     """PyTorch RAdam (RAdamW with decoupled=True): p *= 1 - lr wd or g += wd p; m = lerp(m, g, 1 - beta1);
@@ -95,7 +95,7 @@ def radam_step(param, grad, exp_avg, exp_avg_sq, chunk_start, chunk_end, chunk_s
             param[index] = value - update
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def adadelta_step(param, grad, square_avg, acc_delta, chunk_start, chunk_end, chunk_segment, active,
                   lr, rho, eps, weight_decay, maximize):
     """PyTorch Adadelta: g += wd p; v = rho v + (1 - rho) g^2; delta = sqrt(u + eps) / sqrt(v + eps) g;

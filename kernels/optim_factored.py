@@ -13,12 +13,12 @@ import math
 import numpy as np
 from numba import prange
 
-from nbprop.kernels._jit import parallel_cpu_kernel
+from nbprop.kernels._jit import FASTMATH_UNFUSED, parallel_cpu_kernel
 from nbprop.kernels.optim_common import _chunk_partials, _lerp, _signed_gradient
 from nbprop.kernels.optim_layerwise import _segment_sums
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def adafactor_torch_step(param, grad, update_buffer, variance, row_var, col_var, offsets, variance_offsets,
                          row_offsets, column_offsets, factored, rows, columns, unit_start, unit_segment, unit_batch,
                          chunk_start, chunk_end, chunk_segment, active, weights, relative_steps, decay, eps1,

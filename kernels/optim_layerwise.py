@@ -11,11 +11,11 @@ import math
 import numpy as np
 from numba import prange
 
-from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
+from nbprop.kernels._jit import FASTMATH_UNFUSED, cpu_kernel, parallel_cpu_kernel
 from nbprop.kernels.optim_common import _chunk_partials, _coupled_gradient, _signed_gradient
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def asgd_step(param, grad, ax, eta, mu, chunk_start, chunk_end, chunk_segment, active, lambd, weight_decay,
               maximize):
     """PyTorch ASGD with each parameter's eta[s] and mu[s]: g += wd p; p = p (1 - lambd eta) - eta g;
@@ -38,7 +38,7 @@ def asgd_step(param, grad, ax, eta, mu, chunk_start, chunk_end, chunk_segment, a
                 ax[index] = value
 
 
-@cpu_kernel
+@cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def _segment_sums(chunk_sums, chunk_segment, active, segments):
     """Per-parameter sums of the chunks' partial sums, in chunk order."""
     totals = np.zeros(segments, np.float64)
@@ -48,7 +48,7 @@ def _segment_sums(chunk_sums, chunk_segment, active, segments):
     return totals
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def lamb_step(param, grad, update_buffer, exp_avg, exp_avg_sq, chunk_start, chunk_end, chunk_segment, active, steps,
               lr, beta1, beta2, eps, eps_root, weight_decay, maximize):
     """LAMB (optax.lamb): m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
@@ -92,7 +92,7 @@ def lamb_step(param, grad, update_buffer, exp_avg, exp_avg_sq, chunk_start, chun
             param[index] = param[index] - scale * update_buffer[index]
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def adafactor_step(param, grad, update_buffer, second_moment, row_moment, col_moment, exp_avg, offsets,
                    moment_offsets, factored, factor_info, unit_factor, unit_outer, chunk_start, chunk_end,
                    chunk_segment, active, steps, lr, decay_rate, decay_offset, eps, clipping_threshold,

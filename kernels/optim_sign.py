@@ -7,7 +7,7 @@ whether its state is fresh.
 
 from numba import prange
 
-from nbprop.kernels._jit import parallel_cpu_kernel, scalar_function
+from nbprop.kernels._jit import FASTMATH_UNFUSED, parallel_cpu_kernel, scalar_function
 from nbprop.kernels.optim_common import _signed_gradient
 
 
@@ -21,7 +21,7 @@ def _sign(value):
     return value * 0.0
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def rprop_step(param, grad, prev, step_size, chunk_start, chunk_end, chunk_segment, active, first,
                lr, etaminus, etaplus, step_size_min, step_size_max, maximize):
     """PyTorch Rprop: factor = etaplus where g * prev > 0, etaminus where < 0 (and then g = 0), else 1;
@@ -56,7 +56,7 @@ def rprop_step(param, grad, prev, step_size, chunk_start, chunk_end, chunk_segme
             prev[index] = gradient
 
 
-@parallel_cpu_kernel
+@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def lion_step(param, grad, exp_avg, chunk_start, chunk_end, chunk_segment, active, lr, beta1, beta2,
               weight_decay, maximize):
     """Lion (optax.lion): u = sign(beta1 m + (1 - beta1) g) + weight_decay p; m = beta2 m + (1 - beta2) g;

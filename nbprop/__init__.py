@@ -1,8 +1,9 @@
 """nbprop: a Numba-compiled scalar and tensor autodiff engine with PyTorch's names and semantics."""
 
-# Tensor first: the modules it needs import it back.
-from nbprop.tensor import Tensor  # noqa: I001
-from nbprop import autograd, nn, optim
+import sys  # noqa: I001 - not sorted: Tensor comes first, the modules it needs import it back
+
+from nbprop.tensor import Tensor
+from nbprop import autograd, nn, optim, scalar
 from nbprop.autograd import (
     Function, enable_grad, is_anomaly_check_nan_enabled, is_anomaly_enabled, is_grad_enabled, no_grad,
     set_grad_enabled,
@@ -19,7 +20,11 @@ from nbprop.functional import *  # noqa: F403 - the torch.<op> function forms
 from nbprop.gradcheck import GradcheckError, gradcheck
 from nbprop.io import load, save
 from nbprop.random import initial_seed, manual_seed
-from nbprop.value import Value
+from nbprop.scalar import Value
 from nbprop.warmup import warmup
+
+# The scalar engine lives in nbprop/scalar/; `nbprop.value` stays its public name (`nbprop.value.compile`,
+# `from nbprop.value import Tape`): the same module under a second name, as `os.path` is `posixpath`.
+value = sys.modules["nbprop.value"] = scalar
 
 __version__ = "0.1.0"

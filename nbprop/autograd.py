@@ -35,7 +35,7 @@ class Context:
     def save_for_backward(self, *tensors):
         """Keep tensors for backward; modifying one in place before backward makes backward raise."""
         self._saved = tensors
-        self._saved_versions = tuple(None if t is None else t._version_counter[0] for t in tensors)
+        self._saved_versions = [None if t is None else t._version_counter[0] for t in tensors]
 
     def gradient_destination(self, index):
         """An array of input `index`'s shape and dtype that backward may write that input's gradient into and
@@ -125,12 +125,17 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         record = False
-        if recording.enabled:
-            for argument in args:
-                if isinstance(argument, Tensor) and argument.requires_grad:
+        device = None
+        for argument in args:
+            if isinstance(argument, Tensor):
+                if device is None:
+                    device = argument.device
+                elif argument.device != device:
+                    raise RuntimeError(f"{cls.__name__}: expected all tensors to be on the same device, but found "
+                                       f"at least two devices, {device} and {argument.device}")
+                if argument.requires_grad:
                     record = True
-                    break
-        if not record:
+        if not (record and recording.enabled):
             return cls.forward(_NoGradContext(), *args, **kwargs)
 
         ctx = Context()
@@ -164,8 +169,10 @@ class Function:
                 _attach(output, ctx, index)
         else:
             raise TypeError(f"{cls.__name__}.forward must return a Tensor or a tuple of Tensors")
-        if ctx._saved:
-            _unlink_saved_outputs(ctx)
+        for saved in ctx._saved:  # a plain loop: any() over a generator costs more on every op
+            if saved is not None and saved.grad_fn is ctx:
+                _unlink_saved_outputs(ctx)
+                break
         if anomaly_mode.enabled:
             anomaly_mode.check_forward(ctx, outputs)
         return outputs
@@ -176,8 +183,6 @@ def _unlink_saved_outputs(ctx):
     would be a reference cycle, so a dropped graph would wait for the garbage collector (PyTorch's
     SavedVariable does the same). The alias shares the output's storage and version counter."""
     saved = ctx._saved
-    if not any(tensor is not None and tensor.grad_fn is ctx for tensor in saved):
-        return
     ctx._saved_output_indices = tuple(
         tensor._output_index if tensor is not None and tensor.grad_fn is ctx else None for tensor in saved
     )

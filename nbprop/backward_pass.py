@@ -190,8 +190,9 @@ def _accumulate_leaf(tensor, gradient):
                 return
         # A copy: the leaf's .grad is updated in place by optimizers and must not alias another gradient.
         tensor.grad = Tensor._make(device.copy(gradient._data), None, gradient.device)
-    elif (existing._data.flags.c_contiguous and existing._data.flags.writeable and not existing.requires_grad
-          and existing.shape == gradient.shape and existing.dtype == gradient.dtype):
+    elif (not existing.requires_grad and existing.shape == gradient.shape and existing.dtype == gradient.dtype
+          and existing.device == gradient.device and DEVICES[existing.device].is_contiguous(existing._data)
+          and DEVICES[existing.device].is_writeable(existing._data)):
         # In place, as PyTorch's AccumulateGrad does: the .grad object stays the same one.
         DEVICES[existing.device].map("add", existing._data, gradient._data, existing._data)
         existing._version_counter[0] += 1

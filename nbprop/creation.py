@@ -6,14 +6,15 @@ import warnings
 import numpy as np
 
 from nbprop import dtypes
+from nbprop.backend import DEVICES, HOST
 from nbprop.backend import get as get_device
 from nbprop.random import generator
 from nbprop.tensor import Tensor
 from nbprop.tensor_operators import shape_arguments
 
 
-def _finish(array, requires_grad, device="cpu"):
-    tensor = Tensor._make(array, device=device)
+def _finish(array, requires_grad, device):
+    tensor = Tensor._make(array, None, device)
     if requires_grad:
         tensor.requires_grad_(True)
     return tensor
@@ -25,24 +26,41 @@ def _dtype(dtype, default=None):
     return dtypes.as_dtype(dtype)
 
 
-def _check_device(device):
-    if device is not None:
-        get_device(str(device))
-    return "cpu" if device is None else str(device)
+def resolve_device(device, op=None):
+    """The name of `device` (a name such as 'cpu', or None for the CPU), checked against the device table;
+    `op` names the caller in the error for an unknown device."""
+    if device is None:
+        return HOST
+    get_device(str(device), op)
+    return str(device)
+
+
+def _on_device(host, device):
+    """Host-built values (a NumPy array) as an array on `device`."""
+    return DEVICES[device].asarray(host)
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
-    """A new tensor holding a copy of `data` (nested lists, numbers, NumPy arrays or a Tensor).
+    """A new tensor holding a copy of `data` (nested lists, numbers, NumPy arrays or a Tensor) on `device`
+    (by default a Tensor's own device, else the CPU).
 
     Python floats become the default dtype (float32), ints int64, bools bool; NumPy float64 stays float64.
     """
-    device = _check_device(device)
     if isinstance(data, Tensor):
-        data = data._data
+        source = data
+        device = resolve_device(source.device if device is None else device)
+        resolved = _dtype(dtype, source.dtype)
+        if device == source.device:
+            return _finish(DEVICES[device].astype(source._data, resolved), requires_grad, device)
+        data = DEVICES[source.device].to_numpy(source._data)
+    device = resolve_device(device)
+    host = DEVICES[HOST]
+    # NumPy makes new memory for lists and numbers, shared with no one: no second copy needed then.
+    owned = isinstance(data, (list, tuple, numbers.Number))
     if isinstance(data, np.ndarray):
         inferred = dtypes.as_dtype(data.dtype) if data.dtype.kind in "fiub" else None
     else:
-        data = np.asarray(data)
+        data = host.asarray(data)
         kinds = {"f": dtypes.get_default_dtype(), "i": dtypes.int64, "u": dtypes.int64, "b": dtypes.bool_}
         inferred = kinds.get(data.dtype.kind)
     if inferred is None:
@@ -51,10 +69,9 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     if data.dtype == np.uint64 and resolved == dtypes.int64 and data.size and data.max() > np.iinfo(np.int64).max:
         # NumPy's cast would wrap it to a negative number.
         raise ValueError(f"tensor: the value {data.max()} does not fit int64, the widest integer dtype nbprop has")
-    array = get_device(device).asarray(data, resolved)
-    if array is data or np.shares_memory(array, data):
-        array = array.copy()
-    return _finish(array, requires_grad, device)
+    # The copy is made in host memory: whether a device's array shares the host's memory is the device's business.
+    values = data if owned and data.dtype == resolved else host.astype(data, resolved)
+    return _finish(_on_device(values, device), requires_grad, device)
 
 
 def from_numpy(array):
@@ -78,13 +95,13 @@ def from_numpy(array):
             warnings.warn("The given NumPy array is not writable; the tensor shares its memory, so in-place "
                           "ops on the tensor will raise an error. You may want to copy the array or make it "
                           "writable before converting it to a tensor.", UserWarning, stacklevel=2)
-        return Tensor._make(array)
+        return Tensor._make(array, None, HOST)
     widened = dtypes.WIDENED.get(array.dtype)
     if widened is None:
         hint = "; if its values fit, convert it with array.astype(np.int64)" if array.dtype == np.uint64 else ""
         raise TypeError(f"from_numpy: dtype {array.dtype} is not supported; use float32, float64, int64 or "
                         f"bool, or a narrower integer or float16 (copied into int64 or float32){hint}")
-    return Tensor._make(array.astype(widened))
+    return Tensor._make(array.astype(widened), None, HOST)
 
 
 def as_tensor(data, dtype=None):
@@ -98,8 +115,8 @@ def as_tensor(data, dtype=None):
 
 
 def _filled(shape, value, dtype, requires_grad, device):
-    device = _check_device(device)
-    return _finish(get_device(device).full(shape_arguments(shape), value, _dtype(dtype)), requires_grad, device)
+    device = resolve_device(device)
+    return _finish(DEVICES[device].full(shape_arguments(shape), value, _dtype(dtype)), requires_grad, device)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
@@ -111,8 +128,8 @@ def ones(*size, dtype=None, device=None, requires_grad=False):
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    device = _check_device(device)
-    return _finish(get_device(device).empty(shape_arguments(size), _dtype(dtype)), requires_grad, device)
+    device = resolve_device(device)
+    return _finish(DEVICES[device].empty(shape_arguments(size), _dtype(dtype)), requires_grad, device)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
@@ -122,21 +139,29 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     return _filled((size,) if isinstance(size, numbers.Integral) else size, fill_value, dtype, requires_grad, device)
 
 
-def zeros_like(input, dtype=None, requires_grad=False):  # noqa: A002 - PyTorch's argument name
-    return zeros(input.shape, dtype=input.dtype if dtype is None else dtype, requires_grad=requires_grad)
+def _like_device(input, device):  # noqa: A002
+    """The *_like factories' device: `input`'s unless given (PyTorch's default)."""
+    return getattr(input, "device", None) if device is None else device
 
 
-def ones_like(input, dtype=None, requires_grad=False):  # noqa: A002
-    return ones(input.shape, dtype=input.dtype if dtype is None else dtype, requires_grad=requires_grad)
+def zeros_like(input, dtype=None, device=None, requires_grad=False):  # noqa: A002 - PyTorch's argument name
+    return zeros(input.shape, dtype=input.dtype if dtype is None else dtype, device=_like_device(input, device),
+                 requires_grad=requires_grad)
 
 
-def empty_like(input, dtype=None, requires_grad=False):  # noqa: A002
-    return empty(input.shape, dtype=input.dtype if dtype is None else dtype, requires_grad=requires_grad)
-
-
-def full_like(input, fill_value, dtype=None, requires_grad=False):  # noqa: A002
-    return full(input.shape, fill_value, dtype=input.dtype if dtype is None else dtype,
+def ones_like(input, dtype=None, device=None, requires_grad=False):  # noqa: A002
+    return ones(input.shape, dtype=input.dtype if dtype is None else dtype, device=_like_device(input, device),
                 requires_grad=requires_grad)
+
+
+def empty_like(input, dtype=None, device=None, requires_grad=False):  # noqa: A002
+    return empty(input.shape, dtype=input.dtype if dtype is None else dtype, device=_like_device(input, device),
+                 requires_grad=requires_grad)
+
+
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):  # noqa: A002
+    return full(input.shape, fill_value, dtype=input.dtype if dtype is None else dtype,
+                device=_like_device(input, device), requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
@@ -149,16 +174,21 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         raise RuntimeError(f"arange: the bounds [{start}, {end}) are inconsistent with the sign of step {step}")
     integral = all(isinstance(value, numbers.Integral) for value in (start, end, step))
     resolved = _dtype(dtype, dtypes.int64 if integral else None)
-    device = _check_device(device)
-    return _finish(np.arange(start, end, step).astype(resolved), requires_grad, device)
+    device = resolve_device(device)
+    host = DEVICES[HOST]
+    # NumPy's arange of the requested dtype rounds differently: the range is made as NumPy infers it, then cast.
+    values = host.astype(host.arange(start, end, step, None), resolved)
+    return _finish(_on_device(values, device), requires_grad, device)
 
 
-def linspace(start, end, steps, dtype=None, requires_grad=False):
-    return _finish(np.linspace(start, end, steps).astype(_dtype(dtype)), requires_grad)
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    device = resolve_device(device)
+    return _finish(DEVICES[device].linspace(start, end, steps, _dtype(dtype)), requires_grad, device)
 
 
-def eye(n, m=None, dtype=None, requires_grad=False):
-    return _finish(np.eye(n, m).astype(_dtype(dtype)), requires_grad)
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    device = resolve_device(device)
+    return _finish(DEVICES[device].eye(n, n if m is None else m, _dtype(dtype)), requires_grad, device)
 
 
 def _floating_dtype(dtype, op):
@@ -171,28 +201,33 @@ def _floating_dtype(dtype, op):
 def randn(*size, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from the generator seeded by `manual_seed`."""
     resolved = _floating_dtype(dtype, "randn")
+    device = resolve_device(device)
     array = generator().standard_normal(shape_arguments(size), dtype=resolved)
-    return _finish(array, requires_grad, _check_device(device))
+    return _finish(_on_device(array, device), requires_grad, device)
 
 
 def rand(*size, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the generator seeded by `manual_seed`."""
     resolved = _floating_dtype(dtype, "rand")
+    device = resolve_device(device)
     array = generator().random(shape_arguments(size), dtype=resolved)
-    return _finish(array, requires_grad, _check_device(device))
+    return _finish(_on_device(array, device), requires_grad, device)
 
 
-def randint(low, high=None, size=(), dtype=None, requires_grad=False):
+def randint(low, high=None, size=(), dtype=None, device=None, requires_grad=False):
     """Integers uniform in [low, high) (int64 by default)."""
     if high is None:
         low, high = 0, low
+    device = resolve_device(device)
     array = generator().integers(low, high, size=shape_arguments((size,)) if size != () else ())
-    return _finish(array.astype(_dtype(dtype, dtypes.int64)), requires_grad)
+    return _finish(_on_device(array.astype(_dtype(dtype, dtypes.int64)), device), requires_grad, device)
 
 
-def randn_like(input, dtype=None, requires_grad=False):  # noqa: A002
-    return randn(input.shape, dtype=input.dtype if dtype is None else dtype, requires_grad=requires_grad)
+def randn_like(input, dtype=None, device=None, requires_grad=False):  # noqa: A002
+    return randn(input.shape, dtype=input.dtype if dtype is None else dtype, device=_like_device(input, device),
+                 requires_grad=requires_grad)
 
 
-def rand_like(input, dtype=None, requires_grad=False):  # noqa: A002
-    return rand(input.shape, dtype=input.dtype if dtype is None else dtype, requires_grad=requires_grad)
+def rand_like(input, dtype=None, device=None, requires_grad=False):  # noqa: A002
+    return rand(input.shape, dtype=input.dtype if dtype is None else dtype, device=_like_device(input, device),
+                requires_grad=requires_grad)

@@ -19,7 +19,7 @@ SUPPORTED = (float32, float64, int64, bool_)
 WIDENED = {np.dtype(narrow): wide for narrow, wide in (
     (np.int8, int64), (np.int16, int64), (np.int32, int64), (np.uint8, int64), (np.uint16, int64),
     (np.uint32, int64), (np.float16, float32))}
-_ALIASES = {"float32": float32, "float": float32, "float64": float64, "double": float64,
+ALIASES = {"float32": float32, "float": float32, "float64": float64, "double": float64,
             "int64": int64, "long": int64, "bool": bool_}
 
 _default_dtype = [float32]
@@ -40,8 +40,8 @@ def set_default_dtype(dtype):
 def as_dtype(dtype):
     """A NumPy dtype from an nbprop dtype, a NumPy dtype, a Python type or a name; error if unsupported."""
     if isinstance(dtype, str):
-        if dtype in _ALIASES:
-            return _ALIASES[dtype]
+        if dtype in ALIASES:
+            return ALIASES[dtype]
     elif dtype is builtins.float:
         return get_default_dtype()
     elif dtype is builtins.int:

@@ -2,6 +2,7 @@
 
 from nbprop.ops import elementwise as _elementwise
 from nbprop.ops import movement as _movement
+from nbprop.ops import unary as _unary
 from nbprop.tensor import Tensor as _Tensor
 
 # Unary and binary math: the ops' own functions take PyTorch's arguments.
@@ -10,17 +11,13 @@ sub = subtract = _Tensor.sub
 mul = multiply = _Tensor.mul
 div = divide = _Tensor.div
 pow = _elementwise.pow  # noqa: A001 - PyTorch's name
-neg = negative = _elementwise.neg
-abs = _elementwise.abs  # noqa: A001
-exp = _elementwise.exp
-log = _elementwise.log
-sqrt = _elementwise.sqrt
-rsqrt = _elementwise.rsqrt
-sin = _elementwise.sin
-cos = _elementwise.cos
-tanh = _elementwise.tanh
-sigmoid = _elementwise.sigmoid
-relu = _elementwise.relu
+# The unary ops of ops/unary.py's table under their names (exp, log, tanh, floor, sign, ...).
+globals().update({name: function for name, function in _unary.UNARY.items() if name != "logsigmoid"})
+negative = _unary.neg
+atan2 = arctan2 = _elementwise.atan2
+hypot = _elementwise.hypot
+floor_divide = _elementwise.floor_divide
+remainder = _elementwise.remainder
 clamp = clip = _elementwise.clamp
 maximum = _elementwise.maximum
 minimum = _elementwise.minimum
@@ -85,3 +82,22 @@ def broadcast_to(input, size):  # noqa: A002 - PyTorch's argument name
 def numel(input):  # noqa: A002
     return input.numel()
 
+
+# Gather and scatter, sorting, running sums, logical reductions (their op modules load here, before any
+# Tensor method reaches them as ops.gather, ops.sort, ops.scan, ops.logical).
+from nbprop.ops import gather as _gather  # noqa: E402
+from nbprop.ops import logical as _logical  # noqa: E402
+from nbprop.ops import scan as _scan  # noqa: E402
+from nbprop.ops import sort as _sort  # noqa: E402
+
+all = _logical.all  # noqa: A001 - PyTorch's name
+any = _logical.any  # noqa: A001
+gather = _gather.gather
+scatter = _gather.scatter
+scatter_add = _gather.scatter_add
+index_select = _gather.index_select
+masked_fill = _gather.masked_fill
+sort = _sort.sort
+argsort = _sort.argsort
+topk = _sort.topk
+cumsum = _scan.cumsum

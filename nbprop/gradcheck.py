@@ -3,6 +3,7 @@
 import numpy as np
 
 from nbprop import autograd
+from nbprop.backend import HOST
 from nbprop.tensor import Tensor
 
 
@@ -18,6 +19,9 @@ def _outputs_of(function, inputs):
 
 def _numerical_jacobian(function, inputs, input_index, output_sizes, eps):
     """d outputs / d inputs[input_index] by central differences: one column per input element."""
+    if inputs[input_index].device != HOST:
+        raise ValueError(f"gradcheck: input {input_index} is on device {inputs[input_index].device!r}; central "
+                         f"differences perturb host memory: pass tensors on {HOST!r}")
     array = inputs[input_index]._data
     if not array.flags.c_contiguous or not array.flags.writeable:
         raise ValueError(f"gradcheck: input {input_index} must be a contiguous, writeable tensor (its elements "
@@ -53,7 +57,8 @@ def _analytical_jacobians(function, inputs, differentiable):
             one_hot[element] = 1
             gradients = autograd.grad(
                 outputs[output_index], [inputs[index] for index in differentiable],
-                grad_outputs=Tensor._make(one_hot.reshape(output.shape)), retain_graph=True, allow_unused=True,
+                grad_outputs=Tensor._make(one_hot.reshape(output.shape), None, HOST), retain_graph=True,
+                allow_unused=True,
             )
             for index, gradient in zip(differentiable, gradients):
                 row = np.zeros(inputs[index].numel()) if gradient is None else gradient._data.reshape(-1)

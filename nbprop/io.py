@@ -14,6 +14,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from nbprop.backend import DEVICES, HOST
 from nbprop.tensor import Tensor
 
 try:
@@ -49,7 +50,7 @@ def _arrays(obj):
             raise ValueError("save: the state dict key '__metadata__' is reserved by the safetensors format "
                              "for the file's metadata; rename that entry")
         if isinstance(value, Tensor):
-            array = value._data
+            array = DEVICES[value.device].to_numpy(value._data)  # saved from host memory, loaded onto the host
         elif isinstance(value, np.ndarray):
             array = value
         else:
@@ -243,4 +244,4 @@ def load(path):
         saved_order = json.loads(metadata.get(_ORDER_KEY, "null"))
         if isinstance(saved_order, list) and sorted(saved_order) == sorted(order):
             order = saved_order
-    return OrderedDict((key, Tensor._make(arrays[key])) for key in order)
+    return OrderedDict((key, Tensor._make(arrays[key], None, HOST)) for key in order)

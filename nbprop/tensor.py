@@ -1,9 +1,7 @@
 """Tensor: an array with its gradient and the tape node that made it; operators and methods."""
 
-
-import numpy as np
-
 from nbprop import dtypes
+from nbprop.backend import DEVICES, HOST
 from nbprop.tensor_operators import TensorOperators
 
 _new = object.__new__
@@ -33,10 +31,10 @@ class Tensor(TensorOperators):
         self._output_index = 0
         self._version_counter = [0]
         self._is_view = False
-        self.device = "cpu"
+        self.device = made.device
 
     @staticmethod
-    def _make(array, version_counter=None, device="cpu"):
+    def _make(array, version_counter, device):
         """Wrap a device array without copying or checking (the ops' fast path).
 
         A view of another tensor's storage passes that tensor's `version_counter`, so that in-place changes
@@ -116,7 +114,7 @@ class Tensor(TensorOperators):
         return self._data.shape[0]
 
     def is_contiguous(self):
-        return self._data.flags.c_contiguous
+        return DEVICES[self.device].is_contiguous(self._data)
 
     def is_floating_point(self):
         return self._data.dtype.kind == "f"
@@ -125,20 +123,24 @@ class Tensor(TensorOperators):
         """The NumPy array of a CPU tensor that does not require grad (it shares storage)."""
         if self.requires_grad:
             raise RuntimeError("numpy(): cannot call on a tensor that requires grad; use tensor.detach().numpy()")
+        if self.device != HOST:
+            raise TypeError(f"numpy(): cannot convert a tensor on device {self.device!r} to NumPy; copy it to the "
+                            "host first with .cpu()")
         return self._data
 
     def item(self):
         if self._data.size != 1:
             raise RuntimeError(f"item(): a tensor with {self._data.size} elements cannot be converted to a scalar")
-        return self._data.reshape(-1)[0].item()
+        return DEVICES[self.device].item(self._data)
 
     def tolist(self):
-        return self._data.tolist()
+        return DEVICES[self.device].to_numpy(self._data).tolist()
 
     def __repr__(self):
-        body = np.array2string(self._data, separator=", ", prefix="tensor(")
-        extras = "" if self._data.dtype == dtypes.get_default_dtype() or self._data.dtype == dtypes.int64 \
-            else f", dtype={self._data.dtype}"
+        body = DEVICES[self.device].to_text(self._data, "tensor(")
+        extras = "" if self.device == HOST else f", device={self.device!r}"
+        if self._data.dtype != dtypes.get_default_dtype() and self._data.dtype != dtypes.int64:
+            extras += f", dtype={self._data.dtype}"
         if self.grad_fn is not None:
             extras += f", grad_fn={self.grad_fn!r}"
         elif self.requires_grad:
@@ -148,7 +150,7 @@ class Tensor(TensorOperators):
     def __bool__(self):
         if self._data.size != 1:
             raise RuntimeError(f"the truth value of a tensor with {self._data.size} elements is ambiguous")
-        return bool(self._data.reshape(-1)[0])
+        return bool(self.item())
 
     def __float__(self):
         return float(self.item())
@@ -165,7 +167,9 @@ class Tensor(TensorOperators):
         return id(self)
 
     def __array__(self, dtype=None, copy=None):
-        return self._data if dtype is None else self._data.astype(dtype)
+        if self.device != HOST:
+            raise TypeError(f"cannot convert a tensor on device {self.device!r} to a NumPy array; use .cpu() first")
+        return self._data if dtype is None else DEVICES[self.device].astype(self._data, dtype)
 
     def __iter__(self):
         if self._data.ndim == 0:
@@ -211,14 +215,16 @@ class Tensor(TensorOperators):
     # ------------------------------------------------------------------------------- dtype and copies
 
     def to(self, dtype=None, device=None, copy=False):
-        """A tensor of `dtype` (or on `device`; only 'cpu' now); self when nothing changes, unless copy."""
-        if isinstance(dtype, str) and dtype not in dtypes._ALIASES:
-            dtype, device = None, dtype
-        if device is not None and device != self.device:
-            raise RuntimeError(f"to(): device {device!r} is not available; this tensor is on {self.device!r}")
-        if dtype is None or dtypes.as_dtype(dtype) == self._data.dtype:
-            return self.clone() if copy else self
-        return elementwise.cast(self, dtypes.as_dtype(dtype))
+        """A tensor of `dtype` and/or on `device` (`to(device)`, `to(dtype)`, `to(device, dtype)` as PyTorch);
+        self when nothing changes, unless copy. Moving is recorded: gradients flow back to the source device."""
+        if isinstance(dtype, str) and dtype not in dtypes.ALIASES:
+            dtype, device = device, dtype
+        result = self
+        if device is not None and str(device) != self.device:
+            result = movement.to_device(self, str(device))
+        if dtype is not None and dtypes.as_dtype(dtype) != result._data.dtype:
+            return elementwise.cast(result, dtypes.as_dtype(dtype))
+        return result.clone() if copy and result is self else result
 
     def float(self):
         return self.to(dtypes.float32)
@@ -242,10 +248,10 @@ class Tensor(TensorOperators):
         return elementwise.clone(self)
 
     def contiguous(self):
-        return self if self._data.flags.c_contiguous else elementwise.clone(self)
+        return self if DEVICES[self.device].is_contiguous(self._data) else elementwise.clone(self)
 
     def cpu(self):
-        return self
+        return self.to(HOST)
 
 
 def _wrap_dim(dim, ndim, op):
@@ -259,4 +265,35 @@ def _wrap_dim(dim, ndim, op):
 
 # The ops import Tensor from this module, so they come after it; TensorOperators reaches them as ops.<family>.
 from nbprop import autograd  # noqa: E402
-from nbprop.ops import broadcast, elementwise, extrema, indexing, inplace, matmul, movement, reduce, softmax  # noqa: E402, F401
+from nbprop.ops import (  # noqa: E402, F401
+    broadcast,
+    elementwise,
+    extrema,
+    gather,
+    indexing,
+    inplace,
+    logical,
+    matmul,
+    movement,
+    reduce,
+    scan,
+    softmax,
+    sort,
+    unary,
+)
+
+
+def _in_place(name, function):
+    def method(self):
+        return inplace.in_place(self, function(self), name)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+# The unary ops declared in one table (ops/unary.py) are methods too, with their in-place forms (exp_, ...);
+# logsigmoid is only nn.functional's, as in PyTorch.
+for _name, _function in unary.UNARY.items():
+    if _name != "logsigmoid":
+        setattr(Tensor, _name, _function)
+        setattr(Tensor, _name + "_", _in_place(_name + "_", _function))

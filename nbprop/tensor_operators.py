@@ -44,13 +44,25 @@ class TensorOperators:
         return ops.elementwise.pow(base, self)
 
     def __neg__(self):
-        return ops.elementwise.neg(self)
+        return ops.unary.neg(self)
 
     def __pos__(self):
         return self
 
     def __abs__(self):
-        return ops.elementwise.abs(self)
+        return ops.unary.abs(self)
+
+    def __floordiv__(self, other):
+        return ops.elementwise.floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return ops.elementwise.floor_divide(other, self)
+
+    def __mod__(self, other):
+        return ops.elementwise.remainder(self, other)
+
+    def __rmod__(self, other):
+        return ops.elementwise.remainder(other, self)
 
     def __matmul__(self, other):
         return ops.matmul.matmul(self, other)
@@ -100,6 +112,12 @@ class TensorOperators:
     def __itruediv__(self, other):
         return self.div_(other)
 
+    def __ifloordiv__(self, other):
+        return ops.inplace.in_place(self, self.floor_divide(other), "floor_divide_")
+
+    def __imod__(self, other):
+        return ops.inplace.in_place(self, self.remainder(other), "remainder_")
+
     def add(self, other, alpha=1):
         return ops.elementwise.add(self, other if alpha == 1 else ops.elementwise.mul(other, alpha))
 
@@ -115,38 +133,20 @@ class TensorOperators:
     def pow(self, exponent):
         return ops.elementwise.pow(self, exponent)
 
-    def neg(self):
-        return ops.elementwise.neg(self)
+    # neg, abs, exp, log, sqrt, tanh, sigmoid, relu, floor, ... and their in-place forms come from the table of
+    # unary ops, ops/unary.py's UNARY (installed by tensor.py).
 
-    def abs(self):
-        return ops.elementwise.abs(self)
+    def atan2(self, other):
+        return ops.elementwise.atan2(self, other)
 
-    def exp(self):
-        return ops.elementwise.exp(self)
+    def hypot(self, other):
+        return ops.elementwise.hypot(self, other)
 
-    def log(self):
-        return ops.elementwise.log(self)
+    def floor_divide(self, other):
+        return ops.elementwise.floor_divide(self, other)
 
-    def sqrt(self):
-        return ops.elementwise.sqrt(self)
-
-    def rsqrt(self):
-        return ops.elementwise.rsqrt(self)
-
-    def sin(self):
-        return ops.elementwise.sin(self)
-
-    def cos(self):
-        return ops.elementwise.cos(self)
-
-    def tanh(self):
-        return ops.elementwise.tanh(self)
-
-    def sigmoid(self):
-        return ops.elementwise.sigmoid(self)
-
-    def relu(self):
-        return ops.elementwise.relu(self)
+    def remainder(self, other):
+        return ops.elementwise.remainder(self, other)
 
     def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's argument names
         return ops.elementwise.clamp(self, min, max)
@@ -314,6 +314,50 @@ class TensorOperators:
 
     def bmm(self, other):
         return ops.matmul.bmm(self, other)
+
+    # ------------------------------------------- gather, scatter, sort, scan, logical reductions (ops.gather, ...)
+
+    def all(self, dim=None, keepdim=False):
+        return ops.logical.all(self, dim, keepdim)
+
+    def any(self, dim=None, keepdim=False):
+        return ops.logical.any(self, dim, keepdim)
+
+    def gather(self, dim, index, *, sparse_grad=False):
+        return ops.gather.gather(self, dim, index, sparse_grad=sparse_grad)
+
+    def scatter(self, dim, index, src=None, value=None, *, reduce=None):
+        return ops.gather.scatter(self, dim, index, src, value, reduce=reduce)
+
+    def scatter_(self, dim, index, src=None, value=None, *, reduce=None):
+        return ops.gather.scatter_(self, dim, index, src, value, reduce=reduce)
+
+    def scatter_add(self, dim, index, src):
+        return ops.gather.scatter_add(self, dim, index, src)
+
+    def scatter_add_(self, dim, index, src):
+        return ops.gather.scatter_add_(self, dim, index, src)
+
+    def index_select(self, dim, index):
+        return ops.gather.index_select(self, dim, index)
+
+    def masked_fill(self, mask, value):
+        return ops.gather.masked_fill(self, mask, value)
+
+    def masked_fill_(self, mask, value):
+        return ops.gather.masked_fill_(self, mask, value)
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        return ops.sort.sort(self, dim, descending, stable)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return ops.sort.argsort(self, dim, descending, stable)
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):  # noqa: A002 - PyTorch's argument name
+        return ops.sort.topk(self, k, dim, largest, sorted)
+
+    def cumsum(self, dim, dtype=None):
+        return ops.scan.cumsum(self, dim, dtype)
 
 
 def shape_arguments(arguments):

@@ -1,11 +1,14 @@
 """Compile the common kernels ahead of the first training step (from Numba's on-disk cache when warm)."""
 
+import importlib
 import time
 
 import numpy as np
 
 from nbprop import dtypes
+from nbprop.backend import FAMILIES
 from nbprop.creation import ones, tensor
+from nbprop.kernels._jit import ParallelKernel
 
 
 def _exercise(dtype, size):
@@ -24,17 +27,29 @@ def _exercise(dtype, size):
     return ones(1, dtype=dtype)
 
 
+def _compile_threaded_variants():
+    """Compile the threaded variant of every kernel whose serial variant has been compiled, for the same
+    argument types (running the exercise at the threshold's 2^20 elements instead would take seconds)."""
+    for family in FAMILIES:
+        module = importlib.import_module(f"nbprop.kernels.{family}")
+        for kernel in vars(module).values():
+            if kernel.__class__ is ParallelKernel:
+                for signature in kernel.serial.signatures:
+                    kernel.parallel.compile(signature)
+
+
 def warmup(dtypes_to_compile=(dtypes.float32, dtypes.float64), parallel=False, verbose=False):
     """Compile the kernels that a dense network uses, for each dtype; returns the seconds it took.
 
     Kernels are compiled lazily anyway; calling this first moves that cost out of the first step.
-    With `parallel=True` the multi-threaded variants (used above ~65k elements) are compiled too.
+    With `parallel=True` the multi-threaded variants of the same kernels (run from
+    `nbprop.kernels._jit.PARALLEL_THRESHOLD` elements of work, 2^20 by default) are compiled too.
     """
     start = time.perf_counter()
     for dtype in dtypes_to_compile:
         _exercise(dtypes.as_dtype(dtype), 16)
-        if parallel:
-            _exercise(dtypes.as_dtype(dtype), 1 << 14)
+    if parallel:
+        _compile_threaded_variants()
     elapsed = time.perf_counter() - start
     if verbose:
         print(f"nbprop.warmup: compiled in {elapsed:.1f} s")

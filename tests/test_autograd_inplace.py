@@ -19,8 +19,8 @@ def test_modifying_a_saved_tensor_in_place_makes_backward_raise():
     y = x * w
     with nbprop.no_grad():
         w.add_(1)
-    with pytest.raises(RuntimeError, match=r"Mul.backward: saved tensor 0 saved for backward \(shape \(2,\).*modified by an "
-                                           r"in-place operation \(version 0 when saved, 1 now\)"):
+    with pytest.raises(RuntimeError, match=r"Mul.backward: saved tensor 0 saved for backward \(shape \(2,\).*modified "
+                                           r"by an in-place operation \(version 0 when saved, 1 now\)"):
         y.backward(_ones(2))
 
 

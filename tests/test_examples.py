@@ -3,6 +3,7 @@
 import importlib.util
 import pathlib
 import re
+import sys
 
 import numpy as np
 
@@ -10,8 +11,12 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def _load(name):
+    """Import examples/<name>.py as the module `name`, registered in sys.modules: Numba's on-disk cache records
+    a kernel's module by name and imports it when loading the kernel, so an unregistered module would be cached
+    as '<dynamic>', which no later run can import."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -12,7 +12,8 @@ from nbprop.nn.container import Sequential
 from nbprop.nn.dropout import Dropout
 from nbprop.nn.embedding import Embedding
 from nbprop.nn.linear import Bilinear, Flatten, Identity, Linear
-from nbprop.ops.linear import bilinear, dropout, embedding, linear
+from nbprop.ops.embedding import embedding
+from nbprop.ops.linear import bilinear, dropout, linear
 from nbprop.random import generator
 from tests.helpers import assert_close, leaf
 

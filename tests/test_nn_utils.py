@@ -125,7 +125,7 @@ def test_mixed_dtypes_and_non_contiguous_gradients_like_torch():
     parameters, torch_parameters = _parameters(arrays), _torch_parameters(arrays)
     transposed = np.asfortranarray(rng.standard_normal((3, 6)))
     parameters.append(nbprop.tensor(np.zeros((3, 6)), requires_grad=True))
-    parameters[-1].grad = nbprop.Tensor._make(transposed.copy(order="F"))
+    parameters[-1].grad = nbprop.Tensor._make(transposed.copy(order="F"), None, "cpu")
     torch_parameters.append(torch.zeros((3, 6), dtype=torch.float64, requires_grad=True))
     torch_parameters[-1].grad = torch.from_numpy(transposed.copy())
     version = parameters[0].grad._version

@@ -4,6 +4,7 @@ import operator
 
 import numpy as np
 import pytest
+import scipy.special
 from helpers import arrays, assert_close, broadcast_pairs, leaf, shapes
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,9 @@ UNARY = {
     "sigmoid": (nbprop.sigmoid, lambda a: 1 / (1 + np.exp(-a)), "sigmoid", -3.0, 3.0),
     "relu": (nbprop.relu, lambda a: np.maximum(a, 0), "relu", -3.0, 3.0),
     "clamp": (lambda x: x.clamp(-1.0, 1.5), lambda a: np.clip(a, -1.0, 1.5), "clamp", -3.0, 3.0),
+    "erf": (nbprop.erf, scipy.special.erf, "erf", -3.0, 3.0),
+    "expm1": (nbprop.expm1, np.expm1, "expm1", -3.0, 3.0),
+    "log1p": (nbprop.log1p, np.log1p, "log1p", -0.875, 3.0),
 }
 TORCH_UNARY_ARGUMENTS = {"clamp": (-1.0, 1.5)}
 
@@ -40,6 +44,10 @@ BINARY = {
     "pow": (operator.pow, np.power, "pow", (0.25, 3.0), (-2.0, 2.0)),
     "maximum": (nbprop.maximum, np.maximum, "maximum", (-3.0, 3.0), (-3.0, 3.0)),
     "minimum": (nbprop.minimum, np.minimum, "minimum", (-3.0, 3.0), (-3.0, 3.0)),
+    "atan2": (nbprop.atan2, np.arctan2, "atan2", (-3.0, 3.0), (-3.0, 3.0)),
+    "hypot": (nbprop.hypot, np.hypot, "hypot", (0.25, 3.0), (-3.0, -0.25)),
+    # a / b in (2.11, 2.75): no jump of floor(a / b) within reach of central differences.
+    "remainder": (operator.mod, np.remainder, "remainder", (2.25, 2.75), (1.0, 1.0625)),
 }
 
 

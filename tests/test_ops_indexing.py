@@ -279,13 +279,13 @@ def test_scatter_add_is_deterministic_above_the_parallel_threshold():
         positions = (indices[:, None] * 3 + np.arange(3)).reshape(-1) if inner == 1 else indices
         device = DEVICES["cpu"]
         order, starts = np.empty(positions.size, np.int64), np.empty(positions.size + 1, np.int64)
-        segments = np.zeros(1, np.int64)
-        device.call("index_sort", positions, order, starts, segments)
-        assert segments[0] == 1500 // inner
+        segment_rows, status = np.empty(positions.size, np.int64), np.empty(3, np.int64)
+        device.call("index_sort", positions, 1500 // inner, order, starts, segment_rows, status)
+        assert status[0] == 1500 // inner and status[1] == -1
         kernel = device.kernel("index_add_segments")
         serial, parallel = np.zeros((1500 // inner, inner), np.float32), np.zeros((1500 // inner, inner), np.float32)
-        kernel.serial(gradient.reshape(-1, inner), order, positions, starts, segments, serial)
-        kernel.parallel(gradient.reshape(-1, inner), order, positions, starts, segments, parallel)
+        kernel.serial(gradient.reshape(-1, inner), order, starts, segment_rows, status, serial)
+        kernel.parallel(gradient.reshape(-1, inner), order, starts, segment_rows, status, parallel)
         assert np.array_equal(serial, parallel) and np.array_equal(serial.reshape(500, 3), first)
 
 

@@ -371,9 +371,10 @@ def test_serial_and_parallel_variants_agree_bitwise():
         buffers = [np.empty((700, 100)), np.empty(700), np.empty(700), np.empty(700), np.empty(2), np.empty(1),
                    np.empty(1, np.int64)]
         getattr(kernels.cross_entropy_forward, variant)(logits, target, weight, -100, 0.1, kernels.MEAN, *buffers)
-        gradient = np.empty((700, 100))
+        gradient, status = np.empty((700, 100)), np.empty(1, np.int64)
         getattr(kernels.cross_entropy_backward, variant)(np.ones(1), target, weight, -100, 0.1, kernels.MEAN,
-                                                         buffers[0], buffers[2], buffers[4], gradient)
+                                                         buffers[0], buffers[2], buffers[4], gradient, status)
+        assert status[0] == -1
         outputs[variant] = buffers[:6] + [gradient]
     for serial, parallel in zip(outputs["serial"], outputs["parallel"]):
         np.testing.assert_array_equal(serial, parallel)

@@ -77,7 +77,7 @@ def test_matmul_gradients_match_torch(shapes):
 
 def _transposed_leaf(array):
     """A leaf whose data is the transpose of a C-contiguous array (F-contiguous), as `x.mT` gives."""
-    tensor = nbprop.Tensor._make(np.ascontiguousarray(np.swapaxes(array, -1, -2)).swapaxes(-1, -2))
+    tensor = nbprop.Tensor._make(np.ascontiguousarray(np.swapaxes(array, -1, -2)).swapaxes(-1, -2), None, "cpu")
     tensor.requires_grad = True
     return tensor
 

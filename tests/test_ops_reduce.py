@@ -296,7 +296,7 @@ def test_var_std_forward_match_torch(case):
 
 def test_strided_and_expanded_inputs():
     array = np.arange(24.0).reshape(4, 6)
-    transposed = nbprop.Tensor._make(array.T)  # a non-contiguous view
+    transposed = nbprop.Tensor._make(array.T, None, "cpu")  # a non-contiguous view
     assert_close(transposed.sum(0), array.T.sum(0))
     assert_close(transposed.amax((0, 1)), array.max())
     assert_close(transposed.var(1), array.T.var(1, ddof=1))

@@ -323,3 +323,20 @@ def test_mlp_matches_micrograd():
     assert all(p.grad == 0.0 for p in model.parameters())
     with pytest.raises(ValueError, match="Neuron: expected 2 inputs, got 3"):
         model([1.0, 2.0, 3.0])
+
+
+def test_public_names_survive_the_move_to_nbprop_scalar():
+    import importlib
+
+    import nbprop.scalar
+    import nbprop.value as imported
+
+    # `nbprop.value` is the same module as the package nbprop/scalar/, whichever way it is reached.
+    assert value is imported is nbprop.value is nbprop.scalar is importlib.import_module("nbprop.value")
+    assert nbprop.Value is Value is nbprop.scalar.value.Value
+    assert value.Tape is Tape is nbprop.scalar.tape.Tape
+    assert value.compile is nbprop.scalar.program.compile and value.Program is nbprop.scalar.program.Program
+    assert value.MLP is nbprop.scalar.nn.MLP and value.current_tape is nbprop.scalar.tape.current_tape
+    assert set(value.__all__) == {"MLP", "Layer", "Module", "Neuron", "Program", "Tape", "Value", "compile",
+                                  "current_tape"}
+    assert all(callable(getattr(value, name)) for name in value.__all__)

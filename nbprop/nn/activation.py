@@ -8,7 +8,7 @@ saves memory and fails for a leaf that requires grad.
 import warnings
 
 from nbprop.nn.module import Module
-from nbprop.ops import activation, elementwise, softmax
+from nbprop.ops import activation, softmax, unary
 
 
 def _inplace_repr(inplace):
@@ -122,14 +122,21 @@ class Sigmoid(Module):
     """1 / (1 + exp(-x))."""
 
     def forward(self, input):  # noqa: A002
-        return elementwise.sigmoid(input)
+        return unary.sigmoid(input)
+
+
+class LogSigmoid(Module):
+    """log(1 / (1 + exp(-x))), stable for any x."""
+
+    def forward(self, input):  # noqa: A002
+        return unary.logsigmoid(input)
 
 
 class Tanh(Module):
     """tanh(x)."""
 
     def forward(self, input):  # noqa: A002
-        return elementwise.tanh(input)
+        return unary.tanh(input)
 
 
 class Hardtanh(Module):

@@ -1,13 +1,13 @@
 """Embedding: a lookup table of rows indexed by integers, with an untrained padding row."""
 
-import numpy as np
-
 from nbprop import dtypes
+from nbprop.backend import DEVICES
+from nbprop.creation import resolve_device
 from nbprop.grad_mode import no_grad
 from nbprop.nn import init
 from nbprop.nn.module import Module
 from nbprop.nn.parameter import Parameter
-from nbprop.ops.linear import embedding
+from nbprop.ops.embedding import embedding
 from nbprop.tensor import Tensor
 
 
@@ -33,8 +33,7 @@ class Embedding(Module):
         super().__init__()
         if max_norm is not None or scale_grad_by_freq or sparse:
             raise NotImplementedError("Embedding: max_norm, scale_grad_by_freq and sparse are not supported")
-        if device not in (None, "cpu"):
-            raise RuntimeError(f"Embedding: device {device!r} is not available (only 'cpu')")
+        device = resolve_device(device, "Embedding")
         self.num_embeddings = int(num_embeddings)
         self.embedding_dim = int(embedding_dim)
         self.padding_idx = _padding_index(padding_idx, self.num_embeddings)
@@ -42,8 +41,8 @@ class Embedding(Module):
         self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
         if _weight is None:
             resolved = dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
-            table = np.empty((self.num_embeddings, self.embedding_dim), resolved)
-            self.weight = Parameter(Tensor._make(table), requires_grad=not _freeze)
+            table = DEVICES[device].empty((self.num_embeddings, self.embedding_dim), resolved)
+            self.weight = Parameter(Tensor._make(table, None, device), requires_grad=not _freeze)
             self.reset_parameters()
         else:
             if tuple(_weight.shape) != (self.num_embeddings, self.embedding_dim):
@@ -58,7 +57,7 @@ class Embedding(Module):
     def _fill_padding_idx_with_zero(self):
         if self.padding_idx is not None:
             with no_grad():
-                self.weight._data[self.padding_idx] = 0
+                DEVICES[self.weight.device].write_region(self.weight._data, (self.padding_idx,), 0)
                 self.weight._version_counter[0] += 1
 
     def forward(self, input):  # noqa: A002 - PyTorch's argument name

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from nbprop.backend import DEVICES, HOST
 from nbprop.random import generator as default_generator
 from nbprop.tensor import Tensor
 
@@ -46,12 +47,17 @@ def _check(tensor, op):
 
 
 def _write(tensor, values):
-    """Fill `tensor` with `values` in place, outside the tape (PyTorch's initialisers run under no_grad)."""
+    """Fill `tensor` in place with `values` (a number, or host draws of its shape), outside the tape
+    (PyTorch's initialisers run under no_grad)."""
+    device = DEVICES[tensor.device]
     data = tensor._data
-    if not data.flags.writeable:
+    if not device.is_writeable(data):
         raise RuntimeError(f"nn.init: the tensor of shape {tuple(tensor.shape)} is read-only (an expanded view, "
                            "or memory of a read-only NumPy array); clone() it first")
-    data[...] = values
+    if isinstance(values, np.ndarray):
+        device.copy_into(data, device.asarray(values, data.dtype))
+    else:
+        device.fill(data, values)
     tensor._version_counter[0] += 1
     return tensor
 
@@ -163,8 +169,10 @@ def orthogonal_(tensor, gain=1, generator=None):
     flattened = rng.standard_normal((rows, columns))
     if rows < columns:
         flattened = flattened.T
-    q, r = np.linalg.qr(flattened)
-    q *= np.sign(np.diag(r))
+    # The draw and its decomposition are made in host memory, then written to the tensor's device.
+    q, r = DEVICES[HOST].qr(flattened)
+    diagonal = r.diagonal()
+    q *= (diagonal > 0) * 1.0 - (diagonal < 0)  # the signs of R's diagonal
     if rows < columns:
         q = q.T
     return _write(tensor, (gain * q).reshape(tensor.shape))

@@ -5,6 +5,8 @@ import math
 import numpy as np
 
 from nbprop import dtypes
+from nbprop.backend import DEVICES
+from nbprop.creation import resolve_device
 from nbprop.grad_mode import no_grad
 from nbprop.nn import init
 from nbprop.nn.module import Module
@@ -13,11 +15,11 @@ from nbprop.ops import linear as linear_ops
 from nbprop.tensor import Tensor
 
 
-def _empty_parameter(shape, dtype):
+def _empty_parameter(shape, dtype, device):
     resolved = dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
     if resolved.kind != "f":
         raise TypeError(f"layer parameters must be floating point, got dtype {resolved}")
-    return Parameter(Tensor._make(np.empty(shape, resolved)))
+    return Parameter(Tensor._make(DEVICES[device].empty(shape, resolved), None, device))
 
 
 def _check_features(layer, **sizes):
@@ -26,11 +28,11 @@ def _check_features(layer, **sizes):
             raise ValueError(f"{layer}: {name} must be a non-negative integer, got {size!r}")
 
 
-def _add_bias_and_reset(layer, bias, dtype):
+def _add_bias_and_reset(layer, bias, dtype, device):
     """Register bias (out_features,) or None after the weight (PyTorch's state dict order), then draw the
     layer's initial values."""
     if bias:
-        layer.bias = _empty_parameter((layer.out_features,), dtype)
+        layer.bias = _empty_parameter((layer.out_features,), dtype, device)
     else:
         layer.register_parameter("bias", None)
     layer.reset_parameters()
@@ -56,12 +58,11 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
         super().__init__()
         _check_features("Linear", in_features=in_features, out_features=out_features)
-        if device not in (None, "cpu"):
-            raise RuntimeError(f"Linear: device {device!r} is not available (only 'cpu')")
+        device = resolve_device(device, "Linear")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.weight = _empty_parameter((self.out_features, self.in_features), dtype)
-        _add_bias_and_reset(self, bias, dtype)
+        self.weight = _empty_parameter((self.out_features, self.in_features), dtype, device)
+        _add_bias_and_reset(self, bias, dtype, device)
 
     def reset_parameters(self):
         with no_grad():
@@ -89,13 +90,12 @@ class Bilinear(Module):
         super().__init__()
         _check_features("Bilinear", in1_features=in1_features, in2_features=in2_features,
                         out_features=out_features)
-        if device not in (None, "cpu"):
-            raise RuntimeError(f"Bilinear: device {device!r} is not available (only 'cpu')")
+        device = resolve_device(device, "Bilinear")
         self.in1_features = int(in1_features)
         self.in2_features = int(in2_features)
         self.out_features = int(out_features)
-        self.weight = _empty_parameter((self.out_features, self.in1_features, self.in2_features), dtype)
-        _add_bias_and_reset(self, bias, dtype)
+        self.weight = _empty_parameter((self.out_features, self.in1_features, self.in2_features), dtype, device)
+        _add_bias_and_reset(self, bias, dtype, device)
 
     def reset_parameters(self):
         bound = 1 / math.sqrt(self.weight.shape[1]) if self.weight.shape[1] > 0 else 0

@@ -3,6 +3,8 @@
 from collections import OrderedDict
 
 from nbprop import dtypes
+from nbprop.backend import HOST
+from nbprop.backend import get as get_device
 from nbprop.grad_mode import no_grad
 from nbprop.nn import state
 from nbprop.nn.parameter import Parameter
@@ -245,39 +247,47 @@ class Module:
     # -------------------------------------------------------------------------------- conversion
 
     def to(self, *args, **kwargs):
-        """`to(dtype)`, `to(device)`, `to(device, dtype)` or `to(tensor)`: converts floating parameters (in
-        place: the Parameter objects stay the same, so optimizers keep their references) and floating
-        buffers. Only the 'cpu' device exists now."""
+        """`to(dtype)`, `to(device)`, `to(device, dtype)` or `to(tensor)`: moves parameters and buffers to the
+        device and converts the floating ones to the dtype, in place (the Parameter objects stay the same, so
+        optimizers keep their references)."""
         dtype, device = _parse_to(args, kwargs)
-        if device is not None and device != "cpu":
-            raise RuntimeError(f"Module.to: device {device!r} is not available (only 'cpu')")
-        if dtype is None:
-            return self
-        if dtype.kind != "f":
+        if device is not None:
+            get_device(device)  # a clear error for an unknown device
+        if dtype is not None and dtype.kind != "f":
             raise TypeError(f"Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
-        return self._convert_floating(dtype)
+        return self._convert(dtype, device)
 
     def float(self):
-        return self._convert_floating(dtypes.float32)
+        return self._convert(dtypes.float32, None)
 
     def double(self):
-        return self._convert_floating(dtypes.float64)
+        return self._convert(dtypes.float64, None)
 
     def cpu(self):
-        return self
+        return self._convert(None, HOST)
 
-    def _convert_floating(self, dtype):
+    def _convert(self, dtype, device):
+        """Parameters (in place) and buffers on `device` (None: where they are), floating ones as `dtype`."""
+
+        def converted(tensor):
+            floating = dtype if dtype is not None and tensor.dtype.kind == "f" else None
+            return tensor.detach().to(floating, device)
+
         for module in self.modules():
             for parameter in module._parameters.values():
-                if parameter is None or parameter.dtype.kind != "f" or parameter.dtype == dtype:
+                if parameter is None:
                     continue
-                parameter._data = parameter._data.astype(dtype)
-                parameter._version_counter[0] += 1
-                if parameter.grad is not None:
-                    parameter.grad = parameter.grad.detach().to(dtype)
+                moved = converted(parameter)
+                if moved._data is not parameter._data:
+                    parameter._data, parameter.device = moved._data, moved.device
+                    parameter._version_counter[0] += 1
+                    if parameter.grad is not None:
+                        parameter.grad = converted(parameter.grad)
             for name, buffer in module._buffers.items():
-                if buffer is not None and buffer.dtype.kind == "f" and buffer.dtype != dtype:
-                    module._buffers[name] = buffer.detach().to(dtype)
+                if buffer is not None:
+                    moved = converted(buffer)
+                    if moved._data is not buffer._data:
+                        module._buffers[name] = moved
         return self
 
     # -------------------------------------------------------------------------------- state dicts
@@ -351,7 +361,7 @@ def _parse_to(args, kwargs):
     for argument in args:
         if isinstance(argument, Tensor):
             dtype, device = argument.dtype, argument.device
-        elif isinstance(argument, str) and argument not in dtypes._ALIASES:
+        elif isinstance(argument, str) and argument not in dtypes.ALIASES:
             device = argument
         else:
             dtype = argument

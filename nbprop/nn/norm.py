@@ -5,6 +5,8 @@ import numbers
 import numpy as np
 
 from nbprop import dtypes
+from nbprop.backend import DEVICES
+from nbprop.creation import resolve_device
 from nbprop.grad_mode import no_grad
 from nbprop.nn.module import Module
 from nbprop.nn.parameter import Parameter
@@ -19,13 +21,8 @@ def _dtype(dtype):
     return resolved
 
 
-def _check_device(layer, device):
-    if device not in (None, "cpu"):
-        raise RuntimeError(f"{layer}: device {device!r} is not available (only 'cpu')")
-
-
-def _filled(shape, value, dtype):
-    return Tensor._make(np.full(shape, value, dtype))
+def _filled(shape, value, dtype, device):
+    return Tensor._make(DEVICES[device].full(shape, value, dtype), None, device)
 
 
 def _check_size(layer, name, value):
@@ -34,13 +31,13 @@ def _check_size(layer, name, value):
     return int(value)
 
 
-def _register_affine(layer, affine, bias, shape, dtype):
+def _register_affine(layer, affine, bias, shape, dtype, device):
     """Register weight (ones) and bias (zeros) of `shape`, or None in their place, in PyTorch's order so the
     state dict keys match."""
     if affine:
-        layer.weight = Parameter(_filled(shape, 1, dtype))
+        layer.weight = Parameter(_filled(shape, 1, dtype, device))
         if bias:
-            layer.bias = Parameter(_filled(shape, 0, dtype))
+            layer.bias = Parameter(_filled(shape, 0, dtype, device))
         else:
             layer.register_parameter("bias", None)
     else:
@@ -67,18 +64,18 @@ class _BatchNorm(Module):
                  dtype=None, *, bias=True):
         super().__init__()
         layer = type(self).__name__
-        _check_device(layer, device)
+        device = resolve_device(device, layer)
         dtype = _dtype(dtype)
         self.num_features = _check_size(layer, "num_features", num_features)
         self.eps = eps
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        _register_affine(self, affine, bias, (self.num_features,), dtype)
+        _register_affine(self, affine, bias, (self.num_features,), dtype, device)
         if track_running_stats:
-            self.register_buffer("running_mean", _filled((self.num_features,), 0, dtype))
-            self.register_buffer("running_var", _filled((self.num_features,), 1, dtype))
-            self.register_buffer("num_batches_tracked", _filled((), 0, np.int64))
+            self.register_buffer("running_mean", _filled((self.num_features,), 0, dtype, device))
+            self.register_buffer("running_var", _filled((self.num_features,), 1, dtype, device))
+            self.register_buffer("num_batches_tracked", _filled((), 0, np.int64, device))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -148,12 +145,12 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
-        _check_device("LayerNorm", device)
+        device = resolve_device(device, "LayerNorm")
         dtype = _dtype(dtype)
         self.normalized_shape = _normalized_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        _register_affine(self, elementwise_affine, bias, self.normalized_shape, dtype)
+        _register_affine(self, elementwise_affine, bias, self.normalized_shape, dtype, device)
 
     def reset_parameters(self):
         _reset_affine(self, self.elementwise_affine)
@@ -171,13 +168,13 @@ class RMSNorm(Module):
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, device=None, dtype=None):
         super().__init__()
-        _check_device("RMSNorm", device)
+        device = resolve_device(device, "RMSNorm")
         dtype = _dtype(dtype)
         self.normalized_shape = _normalized_shape(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
         if elementwise_affine:
-            self.weight = Parameter(_filled(self.normalized_shape, 1, dtype))
+            self.weight = Parameter(_filled(self.normalized_shape, 1, dtype, device))
         else:
             self.register_parameter("weight", None)
 
@@ -198,7 +195,7 @@ class GroupNorm(Module):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None, *, bias=True):
         super().__init__()
-        _check_device("GroupNorm", device)
+        device = resolve_device(device, "GroupNorm")
         dtype = _dtype(dtype)
         num_channels = _check_size("GroupNorm", "num_channels", num_channels)
         if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) or num_groups <= 0:
@@ -209,7 +206,7 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        _register_affine(self, affine, bias, (num_channels,), dtype)
+        _register_affine(self, affine, bias, (num_channels,), dtype, device)
 
     def reset_parameters(self):
         _reset_affine(self, self.affine)

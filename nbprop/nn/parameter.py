@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from nbprop.backend import DEVICES, HOST
+from nbprop.backend import get as get_device
 from nbprop.tensor import Tensor
 
 
@@ -16,7 +18,7 @@ class Parameter(Tensor):
 
     def __init__(self, data=None, requires_grad=True):
         if data is None:
-            data = Tensor._make(np.empty(0, np.float32))
+            data = Tensor._make(DEVICES[HOST].empty((0,), np.float32), None, HOST)
         elif not isinstance(data, Tensor):
             raise TypeError(f"Parameter: expects a Tensor as data, got {type(data).__name__}; wrap it with "
                             "nbprop.tensor(...) first")
@@ -38,18 +40,25 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
     def __reduce_ex__(self, protocol):
-        # copy.deepcopy / pickle: rebuild from a copy of the values (the slots carry tape state).
-        return (_rebuild_parameter, (np.array(self._data), self.requires_grad, self.grad))
+        # copy.deepcopy / pickle: rebuild from a host copy of the values (the slots carry tape state).
+        values = DEVICES[HOST].copy(DEVICES[self.device].to_numpy(self._data))
+        return (_rebuild_parameter, (values, self.requires_grad, self.grad, self.device))
 
     def __deepcopy__(self, memo):
-        copied = Parameter(Tensor._make(np.array(self._data), device=self.device), self.requires_grad)
+        copied = Parameter(_copy(self), self.requires_grad)
         if self.grad is not None:
-            copied.grad = Tensor._make(np.array(self.grad._data), device=self.grad.device)
+            copied.grad = _copy(self.grad)
         memo[id(self)] = copied
         return copied
 
 
-def _rebuild_parameter(array, requires_grad, grad):
-    parameter = Parameter(Tensor._make(array), requires_grad)
+def _copy(tensor):
+    return Tensor._make(DEVICES[tensor.device].copy(tensor._data), None, tensor.device)
+
+
+def _rebuild_parameter(array, requires_grad, grad, device=None):
+    """A parameter of host `array`'s values on `device` (None, as pickles made before devices: the CPU)."""
+    device = HOST if device is None else device
+    parameter = Parameter(Tensor._make(get_device(device).asarray(array), None, device), requires_grad)
     parameter.grad = grad
     return parameter

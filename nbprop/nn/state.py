@@ -4,6 +4,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from nbprop.backend import DEVICES, HOST
 from nbprop.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -41,11 +42,9 @@ def state_dict(module, destination=None, prefix="", keep_vars=False):
 
 
 def _as_array(value, key):
-    """The values of a state-dict entry as a NumPy array: nbprop Tensors, NumPy arrays and array-likes such
-    as PyTorch tensors."""
-    if isinstance(value, Tensor):
-        return value._data
-    if isinstance(value, np.ndarray):
+    """The values of a state-dict entry: an nbprop Tensor itself, else a NumPy array (from NumPy arrays and
+    array-likes such as PyTorch tensors)."""
+    if isinstance(value, (Tensor, np.ndarray)):
         return value
     if hasattr(value, "detach") and hasattr(value, "shape"):
         value = value.detach()
@@ -53,7 +52,7 @@ def _as_array(value, key):
         raise RuntimeError(f'While copying the parameter named "{key}", expected a Tensor or array-like '
                            f"object from checkpoint but received {type(value)}")
     try:
-        return np.asarray(value)
+        return DEVICES[HOST].asarray(value)
     except (TypeError, RuntimeError) as error:
         raise RuntimeError(f'While copying the parameter named "{key}": cannot read the checkpoint value of '
                            f"type {type(value).__name__} as an array ({error})") from error
@@ -101,12 +100,23 @@ def load_state_dict(module, state_dict, strict=True):
     for target, source in copies:
         # In place, outside the tape (what PyTorch does under no_grad): the tensor objects stay the same, so
         # optimizers and other references keep seeing them; the version bump flags tensors saved for backward.
-        if target._data.flags.writeable:
-            target._data[...] = source
+        device = DEVICES[target.device]
+        values = _on_device(source, device, target.dtype)
+        if device.is_writeable(target._data):
+            device.copy_into(target._data, values)
         else:
-            target._data = np.array(source, dtype=target.dtype)
+            target._data = device.copy(values)
         target._version_counter[0] += 1
     return IncompatibleKeys(missing_keys, unexpected_keys)
+
+
+def _on_device(source, device, dtype):
+    """`source` (a Tensor, or a NumPy array in host memory) as an array of `dtype` on `device`."""
+    if not isinstance(source, Tensor):
+        return device.asarray(source, dtype)
+    if DEVICES[source.device] is not device:
+        return device.asarray(DEVICES[source.device].to_numpy(source._data), dtype)
+    return source._data if source.dtype == dtype else device.astype(source._data, dtype)
 
 
 def _size(shape):

@@ -9,8 +9,8 @@ PyTorch, a leaf that requires grad cannot be changed in place.
 import numbers
 
 from nbprop.autograd import Function
-from nbprop.ops import elementwise, inplace
-from nbprop.ops.elementwise import _map
+from nbprop.ops import inplace, unary
+from nbprop.ops.elementwise import map_tensors
 from nbprop.tensor import Tensor
 
 # SELU's fixed constants (Klambauer et al. 2017), PyTorch's values.
@@ -27,13 +27,13 @@ class _Activation(Function):
     def forward(cls, ctx, x, *parameters):
         ctx.save_for_backward(x)
         ctx.parameters = parameters
-        return _map(cls.kernel, x, *parameters)
+        return map_tensors(cls.kernel, x, *parameters)
 
     @classmethod
     def backward(cls, ctx, grad_output):
         (x,) = ctx.saved_tensors
         parameters = ctx.parameters
-        return (_map(cls.backward_kernel, grad_output, x, *parameters),) + (None,) * len(parameters)
+        return (map_tensors(cls.backward_kernel, grad_output, x, *parameters),) + (None,) * len(parameters)
 
 
 class LeakyRelu(_Activation):
@@ -88,7 +88,7 @@ def relu(input, inplace=False):  # noqa: A002 - PyTorch's argument names
     """max(x, 0); gradient 0 at 0 (PyTorch's)."""
     if not isinstance(input, Tensor):
         raise TypeError(f"relu: expects a Tensor, got {type(input).__name__}")
-    return _finish(input, elementwise.relu(input), inplace, "relu")
+    return _finish(input, unary.relu(input), inplace, "relu")
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):  # noqa: A002 - PyTorch's argument names

@@ -1,8 +1,7 @@
 """Broadcasting as an explicit expand (a stride-0 view) whose backward sums back to the input's shape."""
 
-import numpy as np
-
 from nbprop.autograd import Function
+from nbprop.backend import DEVICES
 from nbprop.tensor import Tensor
 
 
@@ -22,17 +21,6 @@ def broadcast_shapes(first, second, op):
         else:
             raise RuntimeError(f"{op}: shapes {tuple(first)} and {tuple(second)} cannot be broadcast together")
     return tuple(shape)
-
-
-def expanded_view(array, shape):
-    """A view of `array` with `shape`: new leading dimensions and size-1 dimensions repeat with stride 0."""
-    lead = len(shape) - array.ndim
-    strides = [0] * lead
-    for size, target, stride in zip(array.shape, shape[lead:], array.strides):
-        strides.append(stride if size == target else 0)
-    if array.flags.c_contiguous:
-        return np.ndarray(shape, array.dtype, array, 0, tuple(strides))
-    return np.lib.stride_tricks.as_strided(array, shape, strides, writeable=array.flags.writeable)
 
 
 def _checked_shape(shape, input_shape):
@@ -59,7 +47,7 @@ class Expand(Function):
     @staticmethod
     def forward(ctx, x, shape):
         ctx.input_shape = x.shape
-        return Tensor._make(expanded_view(x._data, shape), x._version_counter, x.device)
+        return Tensor._make(DEVICES[x.device].expand(x._data, shape), x._version_counter, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):

@@ -78,7 +78,7 @@ def _class_weight(weight, classes, dtype, device, op):
                            f"but got weight tensor of shape: {list(weight.shape)}")
     if weight.dtype != dtype:
         raise RuntimeError(f"{op}: expected a weight of the input's dtype {dtype}, got {weight.dtype}")
-    return DEVICES[device].asarray(weight._data)
+    return DEVICES[device].contiguous(weight._data)
 
 
 def _check_class_target(input, target, op):  # noqa: A002 - PyTorch's argument name
@@ -124,7 +124,7 @@ def _rows_of(input):  # noqa: A002
 
 
 def _scalar_or_rows(grad_output, device):
-    return device.asarray(grad_output._data).reshape(-1)
+    return device.reshape(device.contiguous(grad_output._data), (-1,))
 
 
 def _buffers(device, layout, dtype, store, reduction):
@@ -136,16 +136,22 @@ def _buffers(device, layout, dtype, store, reduction):
             device.empty((0 if reduction == "none" else 1,), dtype))
 
 
-def _loss_tensor(reduction, row_loss, result, shape, device):
-    array = row_loss.reshape(shape) if reduction == "none" else result.reshape(())
-    return Tensor._make(array, device=device)
+def _loss_tensor(reduction, row_loss, result, shape, device_name):
+    device = DEVICES[device_name]
+    array = device.reshape(row_loss, tuple(shape)) if reduction == "none" else device.reshape(result, ())
+    return Tensor._make(array, None, device_name)
 
 
-def _raise_out_of_bounds(status, targets, classes, ignore_index, op):
-    row = int(status[0])
+def _raise_out_of_bounds(device, status, targets, classes, ignore_index, op, backward=False):
+    row = int(device.to_numpy(status)[0])
     if row >= 0:
-        raise IndexError(f"{op}: Target {int(targets[row])} is out of bounds. (classes are 0 to {classes - 1}, "
-                         f"ignore_index={ignore_index})")
+        # In backward the targets passed the forward's check and no in-place op changed them (the version
+        # counter would have said so): they were written through .numpy() or another alias.
+        cause = ("; the targets were changed after the forward without an in-place op (e.g. through .numpy())"
+                 if backward else "")
+        target = device.item(device.region(targets, (row,)))
+        raise IndexError(f"{op}: Target {target} is out of bounds. (classes are 0 to {classes - 1}, "
+                         f"ignore_index={ignore_index}){cause}")
 
 
 class CrossEntropy(Function):
@@ -156,14 +162,14 @@ class CrossEntropy(Function):
         device = DEVICES[input.device]
         layout = _rows_of(input)
         rows = layout.to_rows(input._data, device)
-        targets = device.asarray(target._data).reshape(layout.rows)
+        targets = device.reshape(device.contiguous(target._data), (layout.rows,))
         weights = _class_weight(weight, layout.length, input.dtype, input.device, "cross_entropy")
         exps, row_max, row_total, row_loss, totals, result = _buffers(
             device, layout, rows.dtype, ctx.needs_input_grad[0], reduction)
         status = device.empty((1,), dtypes.int64)
         device.call("cross_entropy_forward", rows, targets, weights, ignore_index, smoothing, REDUCTIONS[reduction],
                     exps, row_max, row_total, row_loss, totals, result, status, work=rows.size)
-        _raise_out_of_bounds(status, targets, layout.length, ignore_index, "cross_entropy")
+        _raise_out_of_bounds(device, status, targets, layout.length, ignore_index, "cross_entropy")
         ctx.save_for_backward(target, weight)
         ctx.arrays = (targets, weights, exps, row_total, totals)
         ctx.layout, ctx.options = layout, (ignore_index, smoothing, REDUCTIONS[reduction])
@@ -176,9 +182,12 @@ class CrossEntropy(Function):
         targets, weights, exps, row_total, totals = ctx.arrays
         ignore_index, smoothing, reduction = ctx.options
         out = device.empty(exps.shape, exps.dtype)
+        status = device.empty((1,), dtypes.int64)
         device.call("cross_entropy_backward", _scalar_or_rows(grad_output, device), targets, weights, ignore_index,
-                    smoothing, reduction, exps, row_total, totals, out, work=out.size)
-        return Tensor._make(ctx.layout.from_rows(out), device=grad_output.device), None, None, None, None, None
+                    smoothing, reduction, exps, row_total, totals, out, status, work=out.size)
+        _raise_out_of_bounds(device, status, targets, ctx.layout.length, ignore_index, "cross_entropy backward", True)
+        grad_input = Tensor._make(ctx.layout.from_rows(out, device), None, grad_output.device)
+        return grad_input, None, None, None, None, None
 
 
 class ProbabilityCrossEntropy(Function):
@@ -213,12 +222,12 @@ class ProbabilityCrossEntropy(Function):
             out = device.empty(rows.shape, rows.dtype)
             device.call("cross_entropy_probabilities_backward", grad, probabilities, weights, smoothing, reduction,
                         exps, row_total, totals, out, work=out.size)
-            grad_input = Tensor._make(ctx.layout.from_rows(out), device=grad_output.device)
+            grad_input = Tensor._make(ctx.layout.from_rows(out, device), None, grad_output.device)
         if ctx.needs_input_grad[1]:
             out = device.empty(rows.shape, rows.dtype)
             device.call("cross_entropy_probabilities_backward_target", grad, rows, weights, smoothing, reduction,
                         row_max, row_total, totals, out, work=out.size)
-            grad_target = Tensor._make(ctx.layout.from_rows(out), device=grad_output.device)
+            grad_target = Tensor._make(ctx.layout.from_rows(out, device), None, grad_output.device)
         return grad_input, grad_target, None, None, None
 
 
@@ -228,13 +237,13 @@ class NllLoss(Function):
         device = DEVICES[input.device]
         layout = _rows_of(input)
         rows = layout.to_rows(input._data, device)
-        targets = device.asarray(target._data).reshape(layout.rows)
+        targets = device.reshape(device.contiguous(target._data), (layout.rows,))
         weights = _class_weight(weight, layout.length, input.dtype, input.device, "nll_loss")
         _, _, _, row_loss, totals, result = _buffers(device, layout, rows.dtype, False, reduction)
         status = device.empty((1,), dtypes.int64)
         device.call("nll_loss_forward", rows, targets, weights, ignore_index, REDUCTIONS[reduction], row_loss, totals,
                     result, status)
-        _raise_out_of_bounds(status, targets, layout.length, ignore_index, "nll_loss")
+        _raise_out_of_bounds(device, status, targets, layout.length, ignore_index, "nll_loss")
         ctx.save_for_backward(target, weight)
         ctx.arrays = (targets, weights, totals)
         ctx.layout, ctx.options = layout, (ignore_index, REDUCTIONS[reduction])
@@ -247,9 +256,11 @@ class NllLoss(Function):
         targets, weights, totals = ctx.arrays
         ignore_index, reduction = ctx.options
         out = device.empty((ctx.layout.rows, ctx.layout.length), grad_output.dtype)
+        status = device.empty((1,), dtypes.int64)
         device.call("nll_loss_backward", _scalar_or_rows(grad_output, device), targets, weights, ignore_index,
-                    reduction, totals, out, work=out.size)
-        return Tensor._make(ctx.layout.from_rows(out), device=grad_output.device), None, None, None, None
+                    reduction, totals, out, status, work=out.size)
+        _raise_out_of_bounds(device, status, targets, ctx.layout.length, ignore_index, "nll_loss backward", True)
+        return Tensor._make(ctx.layout.from_rows(out, device), None, grad_output.device), None, None, None, None
 
 
 def _smoothing(label_smoothing, op):

@@ -1,4 +1,5 @@
-"""Elementwise ops (arithmetic, unary math, clamp, where, comparisons, casts) and in-place writes."""
+"""Elementwise ops: arithmetic with promotion and broadcasting, clamp, where, comparisons, casts; the unary
+math ops are declared in a table in unary.py."""
 
 import math
 import numbers
@@ -8,22 +9,26 @@ import numpy as np
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
+from nbprop.grad_mode import recording
 from nbprop.ops.broadcast import broadcast_shapes, expand
 from nbprop.tensor import Tensor
 
 
-def _map(name, first, *others, dtype=None):
+def map_tensors(name, first, *others, dtype=None):
     """Run elementwise kernel `name` over tensors of one shape (other arguments pass through)."""
     data = first._data
     device = DEVICES[first.device]
     out = device.empty(data.shape, data.dtype if dtype is None else dtype)
-    device.map(name, data, *[o._data if o.__class__ is Tensor or isinstance(o, Tensor) else o for o in others], out)
+    if len(others) == 1 and others[0].__class__ is Tensor:  # binary ops: no argument list to build
+        device.map(name, data, others[0]._data, out)
+    else:
+        device.map(name, data, *[o._data if isinstance(o, Tensor) else o for o in others], out)
     return Tensor._make(out, None, first.device)
 
 
-def scalar_tensor(value, dtype, shape):
-    """A Python number as a read-only stride-0 tensor of `shape`: no copy, no gradient."""
-    return Tensor._make(np.ndarray(shape, dtype, np.array(value, dtype), 0, (0,) * len(shape)))
+def scalar_tensor(value, dtype, shape, device):
+    """A Python number as a read-only stride-0 tensor of `shape` on `device`: no copy, no gradient."""
+    return Tensor._make(DEVICES[device].scalar_view(value, dtype, shape), None, device)
 
 
 def _operands(a, b, op):
@@ -41,10 +46,10 @@ def _operands(a, b, op):
             return a, b
         if isinstance(b, numbers.Number):
             dtype = dtypes.promote_scalar(a._data.dtype, b)
-            return a.to(dtype), scalar_tensor(b, dtype, a._data.shape)
+            return a.to(dtype), scalar_tensor(b, dtype, a._data.shape, a.device)
     elif isinstance(b, Tensor) and isinstance(a, numbers.Number):
         dtype = dtypes.promote_scalar(b._data.dtype, a)
-        return scalar_tensor(a, dtype, b._data.shape), b.to(dtype)
+        return scalar_tensor(a, dtype, b._data.shape, b.device), b.to(dtype)
     raise TypeError(f"{op}: unsupported operand types {type(a).__name__} and {type(b).__name__}")
 
 
@@ -59,7 +64,7 @@ def _floating(x):
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        return _map("add", a, b)
+        return map_tensors("add", a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -69,11 +74,11 @@ class Add(Function):
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
-        return _map("sub", a, b)
+        return map_tensors("sub", a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
-        return grad_output, _map("neg", grad_output) if ctx.needs_input_grad[1] else None
+        return grad_output, map_tensors("neg", grad_output) if ctx.needs_input_grad[1] else None
 
 
 class Mul(Function):
@@ -81,40 +86,40 @@ class Mul(Function):
     def forward(ctx, a, b):
         # Keep only what the wanted gradients use, so an in-place change to the other is no error.
         ctx.save_for_backward(b if ctx.needs_input_grad[0] else None, a if ctx.needs_input_grad[1] else None)
-        return _map("mul", a, b)
+        return map_tensors("mul", a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
         b, a = ctx.saved_tensors
-        return (_map("mul", grad_output, b) if b is not None else None,
-                _map("mul", grad_output, a) if a is not None else None)
+        return (map_tensors("mul", grad_output, b) if b is not None else None,
+                map_tensors("mul", grad_output, a) if a is not None else None)
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
-        return _map("div", a, b)
+        return map_tensors("div", a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
         a, b = ctx.saved_tensors
-        return (_map("div", grad_output, b) if ctx.needs_input_grad[0] else None,
-                _map("div_backward_divisor", grad_output, a, b) if ctx.needs_input_grad[1] else None)
+        return (map_tensors("div", grad_output, b) if ctx.needs_input_grad[0] else None,
+                map_tensors("div_backward_divisor", grad_output, a, b) if ctx.needs_input_grad[1] else None)
 
 
 class Pow(Function):
     @staticmethod
     def forward(ctx, base, exponent):
-        result = _map("power", base, exponent)
+        result = map_tensors("power", base, exponent)
         ctx.save_for_backward(base, exponent, result if ctx.needs_input_grad[1] else None)
         return result
 
     @staticmethod
     def backward(ctx, grad_output):
         base, exponent, result = ctx.saved_tensors
-        return (_map("power_backward_base", grad_output, base, exponent) if ctx.needs_input_grad[0] else None,
-                _map("power_backward_exponent", grad_output, base, exponent, result)
+        return (map_tensors("power_backward_base", grad_output, base, exponent) if ctx.needs_input_grad[0] else None,
+                map_tensors("power_backward_exponent", grad_output, base, exponent, result)
                 if ctx.needs_input_grad[1] else None)
 
 
@@ -122,50 +127,64 @@ class Maximum(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return _map("maximum", a, b)
+        return map_tensors("maximum", a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
         a, b = ctx.saved_tensors
-        return (_map("maximum_backward", grad_output, a, b) if ctx.needs_input_grad[0] else None,
-                _map("maximum_backward", grad_output, b, a) if ctx.needs_input_grad[1] else None)
+        return (map_tensors("maximum_backward", grad_output, a, b) if ctx.needs_input_grad[0] else None,
+                map_tensors("maximum_backward", grad_output, b, a) if ctx.needs_input_grad[1] else None)
 
 
 class Minimum(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return _map("minimum", a, b)
+        return map_tensors("minimum", a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
         a, b = ctx.saved_tensors
-        return (_map("minimum_backward", grad_output, a, b) if ctx.needs_input_grad[0] else None,
-                _map("minimum_backward", grad_output, b, a) if ctx.needs_input_grad[1] else None)
+        return (map_tensors("minimum_backward", grad_output, a, b) if ctx.needs_input_grad[0] else None,
+                map_tensors("minimum_backward", grad_output, b, a) if ctx.needs_input_grad[1] else None)
 
 
 class Where(Function):
     @staticmethod
     def forward(ctx, condition, a, b):
         ctx.save_for_backward(condition)
-        return _map("where", condition, a, b, dtype=a.dtype)
+        return map_tensors("where", condition, a, b, dtype=a.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
         (condition,) = ctx.saved_tensors
         return (None,
-                _map("where_backward", grad_output, condition, True) if ctx.needs_input_grad[1] else None,
-                _map("where_backward", grad_output, condition, False) if ctx.needs_input_grad[2] else None)
+                map_tensors("where_backward", grad_output, condition, True) if ctx.needs_input_grad[1] else None,
+                map_tensors("where_backward", grad_output, condition, False) if ctx.needs_input_grad[2] else None)
+
+
+def _unrecorded_float_pair(a, b):
+    """Whether a and b are tensors of one shape, floating dtype and device, with nothing to record: the common
+    case, where `kernel(a, b)` is the whole op (no promotion, broadcast or tape node)."""
+    if a.__class__ is not Tensor or b.__class__ is not Tensor:
+        return False
+    first, second = a._data, b._data
+    return (first.dtype is second.dtype and first.shape == second.shape and a.device == b.device
+            and first.dtype.kind == "f" and not (recording.enabled and (a.requires_grad or b.requires_grad)))
 
 
 def add(a, b):
+    if _unrecorded_float_pair(a, b):
+        return map_tensors("add", a, b)
     a, b = _operands(a, b, "add")
     if a._data.dtype.kind == "b":
-        return _map("maximum", a, b)  # bool + bool is a bool (logical or) in PyTorch
+        return map_tensors("maximum", a, b)  # bool + bool is a bool (logical or) in PyTorch
     return Add.apply(a, b)
 
 
 def sub(a, b):
+    if _unrecorded_float_pair(a, b):
+        return map_tensors("sub", a, b)
     a, b = _operands(a, b, "sub")
     if a._data.dtype.kind == "b":
         raise TypeError("sub: subtraction of boolean tensors is not supported; use logical_xor (^) instead")
@@ -173,21 +192,25 @@ def sub(a, b):
 
 
 def mul(a, b):
+    if _unrecorded_float_pair(a, b):
+        return map_tensors("mul", a, b)
     a, b = _operands(a, b, "mul")
     if a._data.dtype.kind == "b":
-        return _map("minimum", a, b)  # bool * bool is a bool (logical and) in PyTorch
+        return map_tensors("minimum", a, b)  # bool * bool is a bool (logical and) in PyTorch
     return Mul.apply(a, b)
 
 
 def div(a, b):
     """True division: integer operands give a floating result."""
+    if _unrecorded_float_pair(a, b):
+        return map_tensors("div", a, b)
     a, b = _operands(a, b, "div")
     return Div.apply(_floating(a), _floating(b))
 
 
 def pow(base, exponent):  # noqa: A001 - PyTorch's name
     base, exponent = _operands(base, exponent, "pow")
-    if base._data.dtype.kind != "f" and (exponent._data < 0).any():
+    if base._data.dtype.kind != "f" and DEVICES[base.device].count_nonzero(compare("less", exponent, 0)._data):
         raise ValueError("pow: integers to negative integer powers are not allowed")
     return Pow.apply(base, exponent)
 
@@ -212,48 +235,98 @@ def where(condition, a, b):
     return Where.apply(expand(condition, shape), expand(a, shape), expand(b, shape))
 
 
-# ---------------------------------------------------------------------------------------------- unary
-
-
-def _unary(kernel, backward_kernel, saves):
-    """A Function for `y = f(x)` whose backward kernel takes (grad_output, x or y)."""
-
-    class Unary(Function):
-        @staticmethod
-        def forward(ctx, x):
-            result = _map(kernel, x)
-            ctx.save_for_backward(result if saves == "result" else x)
-            return result
-
-        @staticmethod
-        def backward(ctx, grad_output):
-            (saved,) = ctx.saved_tensors
-            return _map(backward_kernel, grad_output, saved)
-
-    Unary.__name__ = Unary.__qualname__ = kernel.capitalize()
-    return Unary
-
-
-Exp = _unary("exp", "mul", "result")  # d e^x = e^x
-Log = _unary("log", "div", "input")  # d ln x = 1 / x
-Sqrt = _unary("sqrt", "sqrt_backward", "result")
-Rsqrt = _unary("rsqrt", "rsqrt_backward", "result")
-Sin = _unary("sin", "sin_backward", "input")
-Cos = _unary("cos", "cos_backward", "input")
-Tanh = _unary("tanh", "tanh_backward", "result")
-Sigmoid = _unary("sigmoid", "sigmoid_backward", "result")
-Relu = _unary("relu", "relu_backward", "result")
-Abs = _unary("absolute", "absolute_backward", "input")
-
-
-class Neg(Function):
+class Atan2(Function):
     @staticmethod
-    def forward(ctx, x):
-        return _map("neg", x)
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return map_tensors("atan2", a, b)
 
     @staticmethod
     def backward(ctx, grad_output):
-        return _map("neg", grad_output)
+        a, b = ctx.saved_tensors
+        return (map_tensors("atan2_backward_first", grad_output, a, b) if ctx.needs_input_grad[0] else None,
+                map_tensors("atan2_backward_second", grad_output, a, b) if ctx.needs_input_grad[1] else None)
+
+
+class Hypot(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        result = map_tensors("hypot", a, b)
+        ctx.save_for_backward(a, b, result)
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b, result = ctx.saved_tensors
+        return (map_tensors("hypot_backward", grad_output, a, result) if ctx.needs_input_grad[0] else None,
+                map_tensors("hypot_backward", grad_output, b, result) if ctx.needs_input_grad[1] else None)
+
+
+class Remainder(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[1] else None)
+        return map_tensors("remainder", a, b)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        grad_divisor = map_tensors("remainder_backward_divisor", grad_output, a, b) if ctx.needs_input_grad[1] else None
+        return grad_output, grad_divisor
+
+
+class FloorDivide(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return map_tensors("floor_divide", a, b)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        raise RuntimeError("derivative for floor_divide is not implemented")
+
+
+def atan2(input, other):  # noqa: A002 - PyTorch's argument names
+    """The angle of the point (other, input), elementwise: atan2(input, other)."""
+    a, b = _operands(input, other, "atan2")
+    return Atan2.apply(_floating(a), _floating(b))
+
+
+def hypot(input, other):  # noqa: A002
+    """sqrt(input^2 + other^2) without overflow; floating-point inputs only, as PyTorch."""
+    a, b = _operands(input, other, "hypot")
+    if a._data.dtype.kind != "f":
+        raise TypeError(f"hypot: expects floating-point tensors, got {a.dtype}")
+    return Hypot.apply(a, b)
+
+
+def _integer_divisor(a, b, op):
+    """Integer division by zero is an error, as in PyTorch (floats give IEEE inf / NaN instead)."""
+    if DEVICES[b.device].count_nonzero(compare("equal", b, 0)._data):
+        raise RuntimeError(f"{op}: ZeroDivisionError (an integer divisor is 0)")
+    return a, b
+
+
+def floor_divide(input, other):  # noqa: A002
+    """input / other rounded towards -inf (`//`); integers stay integers. Not differentiable, as in PyTorch."""
+    a, b = _operands(input, other, "floor_divide")
+    if a._data.dtype.kind == "b":
+        raise TypeError("floor_divide: not supported for bool tensors")
+    if a._data.dtype.kind != "f":
+        return map_tensors("floor_divide_integer", *_integer_divisor(a, b, "floor_divide"))
+    return FloorDivide.apply(a, b)
+
+
+def remainder(input, other):  # noqa: A002
+    """input - other * floor_divide(input, other) (`%`), with the sign of other, as Python's and PyTorch's."""
+    a, b = _operands(input, other, "remainder")
+    if a._data.dtype.kind == "b":
+        raise TypeError("remainder: not supported for bool tensors")
+    if a._data.dtype.kind != "f":
+        return map_tensors("remainder_integer", *_integer_divisor(a, b, "remainder"))
+    return Remainder.apply(a, b)
+
+
+# ---------------------------------------------------------------------------------------------- unary
 
 
 class Clamp(Function):
@@ -261,58 +334,12 @@ class Clamp(Function):
     def forward(ctx, x, low, high):
         ctx.save_for_backward(x)
         ctx.bounds = (low, high)
-        return _map("clamp", x, low, high)
+        return map_tensors("clamp", x, low, high)
 
     @staticmethod
     def backward(ctx, grad_output):
         (x,) = ctx.saved_tensors
-        return _map("clamp_backward", grad_output, x, *ctx.bounds), None, None
-
-
-def exp(x):
-    return Exp.apply(_floating(x))
-
-
-def log(x):
-    return Log.apply(_floating(x))
-
-
-def sqrt(x):
-    return Sqrt.apply(_floating(x))
-
-
-def rsqrt(x):
-    return Rsqrt.apply(_floating(x))
-
-
-def sin(x):
-    return Sin.apply(_floating(x))
-
-
-def cos(x):
-    return Cos.apply(_floating(x))
-
-
-def tanh(x):
-    return Tanh.apply(_floating(x))
-
-
-def sigmoid(x):
-    return Sigmoid.apply(_floating(x))
-
-
-def relu(x):
-    return Relu.apply(x)
-
-
-def abs(x):  # noqa: A001 - PyTorch's name
-    return Abs.apply(x)
-
-
-def neg(x):
-    if x._data.dtype.kind == "b":
-        raise TypeError("neg: negation of a boolean tensor is not supported; use logical_not (~) instead")
-    return Neg.apply(x)
+        return map_tensors("clamp_backward", grad_output, x, *ctx.bounds), None, None
 
 
 def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
@@ -337,7 +364,7 @@ def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
 def compare(kernel, a, b):
     """A comparison kernel ('less', 'equal', ...) over broadcast operands: a bool tensor, no gradient."""
     a, b = _operands(a, b, kernel)
-    return _map(kernel, a, b, dtype=dtypes.bool_)
+    return map_tensors(kernel, a, b, dtype=dtypes.bool_)
 
 
 def logical_not(x):
@@ -354,7 +381,7 @@ def logical(operation, a, b):
     if operation == "xor":
         return compare("not_equal", a, b)
     # On 0/1 values, and is the minimum and or the maximum.
-    return _map("minimum" if operation == "and" else "maximum", a, b)
+    return map_tensors("minimum" if operation == "and" else "maximum", a, b)
 
 
 # ------------------------------------------------------------------------------------ casts and copies
@@ -364,7 +391,7 @@ class Cast(Function):
     @staticmethod
     def forward(ctx, x, dtype):
         ctx.input_dtype = x.dtype
-        return Tensor._make(DEVICES[x.device].astype(x._data, dtype), device=x.device)
+        return Tensor._make(DEVICES[x.device].astype(x._data, dtype), None, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -374,7 +401,7 @@ class Cast(Function):
 class Clone(Function):
     @staticmethod
     def forward(ctx, x):
-        return Tensor._make(DEVICES[x.device].copy(x._data), device=x.device)
+        return Tensor._make(DEVICES[x.device].copy(x._data), None, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):

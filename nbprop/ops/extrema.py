@@ -35,7 +35,8 @@ class Extreme(Function):
     @staticmethod
     def backward(ctx, grad_output):
         x, result = ctx.saved_tensors
-        kept = Tensor._make(result._data.reshape(ctx.kept_shape), device=result.device)
+        device = DEVICES[result.device]
+        kept = Tensor._make(device.reshape(result._data, ctx.kept_shape), None, result.device)
         if ctx.whole and math.isnan(result.item()):
             # PyTorch's max()/min(): a NaN result sends the gradient to the NaN elements.
             mask = elementwise.compare("not_equal", x, x)
@@ -44,7 +45,7 @@ class Extreme(Function):
         mask = mask.to(x.dtype)
         count = reduce.sum(mask, ctx.dims, keepdim=True)
         # (g / count) * mask, as PyTorch: a NaN amax (count 0) gives NaN gradients over its slice.
-        share = Tensor._make(grad_output._data.reshape(ctx.kept_shape), device=grad_output.device) / count
+        share = Tensor._make(device.reshape(grad_output._data, ctx.kept_shape), None, grad_output.device) / count
         return elementwise.mul(expand(share, x.shape), mask), None, None, None, None
 
 
@@ -67,9 +68,9 @@ class ExtremeAlongDim(Function):
         device = DEVICES[grad_values.device]
         outer, _, inner = ctx.folded_shape
         grad_input = device.empty(ctx.folded_shape, grad_values.dtype)
-        device.call("index_backward", device.asarray(grad_values._data).reshape(outer, inner),
-                indices._data.reshape(outer, inner), grad_input, work=grad_input.size)
-        return Tensor._make(grad_input.reshape(ctx.input_shape), device=grad_values.device), None, None, None
+        device.call("index_backward", device.reshape(device.contiguous(grad_values._data), (outer, inner)),
+                    device.reshape(indices._data, (outer, inner)), grad_input, work=grad_input.size)
+        return Tensor._make(device.reshape(grad_input, ctx.input_shape), None, grad_values.device), None, None, None
 
 
 def _extreme_with_indices(device, folded, largest):
@@ -166,8 +167,7 @@ def _arg_extreme(x, dim, keepdim, op):
         if x._data.size == 0:
             raise IndexError(f"{op}(): expected reduction dim to be specified for an empty input (shape "
                              f"{tuple(x.shape)}); pass dim=")
-        array = x._data if x._data.flags.c_contiguous else device.copy(x._data)
-        folded = array.reshape(1, -1, 1)
+        folded = device.reshape(device.contiguous(x._data), (1, -1, 1))
         shape = (1,) * x.ndim if keepdim else ()
     else:
         axis = _single_dim(x, dim, op)

@@ -4,6 +4,12 @@ A key is split in two stages, as PyTorch applies it: the basic stage (ints, slic
 view and removes the integer-indexed dimensions; the advanced stage then applies the index arrays and boolean
 masks to that view with NumPy's placement rule (broadcast index dimensions replace the indexed dimensions
 where the index arrays are adjacent, and go first otherwise).
+
+Index tensors are saved for backward as PyTorch saves them: changing one in place before backward raises, and
+backward reads them again, re-checked, since writes through .numpy() bypass the version counter.
+
+Keys are parsed in host memory (an index tensor's values come there through its device); the gathers and
+writes by index arrays run on the indexed tensor's device (`take`, `put`).
 """
 
 import math
@@ -12,11 +18,14 @@ import numbers
 import numpy as np
 
 from nbprop.autograd import Function
-from nbprop.backend import DEVICES
+from nbprop.backend import DEVICES, HOST
 from nbprop.ops import movement
 from nbprop.ops.broadcast import expand
 from nbprop.ops.inplace import check_writable
 from nbprop.tensor import Tensor
+
+# Keys, shapes and row positions are worked out on host arrays, with the host device's methods.
+_HOST_DEVICE = DEVICES[HOST]
 
 
 def _parse(key, shape, op):
@@ -79,7 +88,7 @@ def _entry(item, op):
     if item is None or item is Ellipsis:
         return item
     if isinstance(item, (bool, np.bool_)):
-        return np.array(bool(item))
+        return _HOST_DEVICE.asarray(bool(item))
     if isinstance(item, numbers.Integral):
         return int(item)
     if isinstance(item, slice):
@@ -88,11 +97,14 @@ def _entry(item, op):
             raise ValueError(f"{op}: step must be greater than zero, got slice step {step}")
         return slice(_slice_bound(item.start, op), _slice_bound(item.stop, op), step)
     if isinstance(item, Tensor):
-        array = item._data
-    elif isinstance(item, (list, tuple, np.ndarray)):
-        array = np.asarray(item)
+        # On the CPU, the index's own memory: backward sees writes through .numpy() (and re-checks them).
+        array = DEVICES[item.device].to_numpy(item._data)
+    elif isinstance(item, np.ndarray):
+        array = _HOST_DEVICE.copy(item)  # a copy, as PyTorch makes: the caller's array may change before backward
+    elif isinstance(item, (list, tuple)):
+        array = _HOST_DEVICE.asarray(item)
         if array.size == 0 and array.dtype.kind == "f":
-            array = array.astype(np.int64)  # [] is an empty list of indices
+            array = _HOST_DEVICE.astype(array, np.int64)  # [] is an empty list of indices
     else:
         raise TypeError(f"{op}: unsupported index of type {type(item).__name__}; expected an int, slice, None, "
                         "Ellipsis, a bool, or an integer or boolean tensor, list or array")
@@ -102,7 +114,7 @@ def _entry(item, op):
         raise IndexError(f"{op}: tensors used as indices must be int64 or bool tensors, got {array.dtype}")
     if array.ndim == 0:
         return int(array)  # PyTorch treats a 0-d integer tensor like an int
-    return array.astype(np.int64, copy=False)
+    return array if array.dtype == np.int64 else _HOST_DEVICE.astype(array, np.int64)
 
 
 def _slice_bound(value, op):
@@ -129,9 +141,44 @@ def _check_bounds(low, high, dim, shape, op):
                              f"(tensor of shape {list(shape)})")
 
 
-def _select(array, basic, advanced):
-    view = array[basic]
-    return view if advanced is None else view[advanced]
+def _select(device, array, basic, advanced):
+    """array[basic][advanced] on `device`, whose arrays `advanced` holds (see `_on_device`)."""
+    view = device.region(array, basic)
+    return view if advanced is None else device.take(view, advanced)
+
+
+def _on_device(device, advanced):
+    """The advanced key (host index arrays) with its arrays on `device`. On the CPU they are the arrays
+    themselves, read as they are now (so backward sees writes through .numpy() and re-checks them)."""
+    return tuple(item if isinstance(item, slice) else device.asarray(item) for item in advanced)
+
+
+def _index_tensors(key):
+    """The tensors of a key that its advanced stage reads (index tensors and masks; a 0-d integer tensor is
+    read once, as an int): saved for backward, so that changing one in place before backward raises."""
+    items = key if isinstance(key, tuple) else (key,)
+    return tuple(item for item in items if isinstance(item, Tensor) and (item.ndim or item.dtype.kind == "b"))
+
+
+def _indexed_shape(shape, basic, advanced):
+    """The shape of x[key] for x of `shape`, found on a stride-0 broadcast (without touching x)."""
+    return _select(_HOST_DEVICE, _HOST_DEVICE.scalar_view(False, np.bool_, shape), basic, advanced).shape
+
+
+# Writes through .numpy() bypass the version counter: backward reads the index tensors again and says so.
+_CHANGED = ("an index tensor was changed after the forward without an in-place op (e.g. through .numpy()), which "
+           "the version counter cannot see")
+
+
+def _check_masks_unchanged(shape, basic, advanced, indexed_shape, op):
+    """In backward, check that the key still selects the forward's shape: integer index arrays keep their shape
+    (their values are bounds-checked by NumPy where backward reads them), but a mask written through .numpy()
+    may select a different number of elements."""
+    if any(not isinstance(item, slice) and item.dtype.kind == "b" for item in advanced):
+        now = _indexed_shape(shape, basic, advanced)
+        if now != tuple(indexed_shape):
+            raise RuntimeError(f"{op}: shape mismatch: the index selects a result of shape {list(now)}, but the "
+                               f"forward made one of shape {list(indexed_shape)}; {_CHANGED}")
 
 
 def _row_positions(shape, basic, advanced, covered):
@@ -139,16 +186,17 @@ def _row_positions(shape, basic, advanced, covered):
     `covered`, which the key leaves whole: positions[r] is the row of x that row r of the result came from.
     Found without touching x's size of memory: each leading dimension's index, as a stride-0 broadcast,
     is indexed by the key and the results are summed."""
+    host = _HOST_DEVICE
     lead = covered
     lead_shape = tuple(shape[:lead])
-    positions = np.array(_select(np.broadcast_to(np.int64(0), lead_shape), basic, advanced))
+    positions = _select(host, host.scalar_view(0, np.int64, lead_shape), basic, advanced)  # a new array
     stride = 1
     for dim in range(lead - 1, -1, -1):
-        column = np.arange(lead_shape[dim], dtype=np.int64) * stride
-        positions += _select(np.broadcast_to(column.reshape((-1,) + (1,) * (lead - dim - 1)), lead_shape),
-                             basic, advanced)
+        column = host.arange(0, lead_shape[dim], 1, np.int64) * stride
+        column = host.reshape(column, (-1,) + (1,) * (lead - dim - 1))
+        positions += _select(host, host.expand(column, lead_shape), basic, advanced)
         stride *= lead_shape[dim]
-    return positions.reshape(-1)
+    return host.reshape(positions, (-1,))
 
 
 # ------------------------------------------------------------------------------------------------ getitem
@@ -158,50 +206,70 @@ class BasicIndex(Function):
     @staticmethod
     def forward(ctx, x, basic):
         ctx.input_shape, ctx.basic = x.shape, basic
-        return Tensor._make(x._data[basic], x._version_counter, x.device)
+        return Tensor._make(DEVICES[x.device].region(x._data, basic), x._version_counter, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):
-        grad_input = DEVICES[grad_output.device].zeros(ctx.input_shape, grad_output.dtype)
-        grad_input[ctx.basic] = grad_output._data
-        return Tensor._make(grad_input, device=grad_output.device), None
+        device = DEVICES[grad_output.device]
+        grad_input = device.zeros(ctx.input_shape, grad_output.dtype)
+        device.write_region(grad_input, ctx.basic, grad_output._data)
+        return Tensor._make(grad_input, None, grad_output.device), None
 
 
 class AdvancedIndex(Function):
     @staticmethod
-    def forward(ctx, x, basic, advanced, covered):
+    def forward(ctx, x, basic, advanced, covered, index_tensors):
         device = DEVICES[x.device]
+        result = _select(device, x._data, basic, _on_device(device, advanced))
         if ctx.needs_input_grad[0]:
-            ctx.input_shape = x.shape
-            ctx.positions = _row_positions(x.shape, basic, advanced, covered)
-            ctx.covered = covered
-        return Tensor._make(device.asarray(_select(x._data, basic, advanced)), device=x.device)
+            ctx.save_for_backward(*index_tensors)
+            ctx.input_shape, ctx.result_shape, ctx.key = x.shape, result.shape, (basic, advanced, covered)
+        return Tensor._make(result, None, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):
-        return index_add(grad_output, ctx.positions, ctx.input_shape, ctx.covered), None, None, None
+        ctx.saved_tensors  # noqa: B018 - raises if an index tensor was modified in place since forward
+        basic, advanced, covered = ctx.key
+        # The rows read are found now, from the index as it is, as PyTorch does.
+        _check_masks_unchanged(ctx.input_shape, basic, advanced, ctx.result_shape, "getitem backward")
+        try:
+            positions = _row_positions(ctx.input_shape, basic, advanced, covered)
+        except IndexError as error:  # NumPy's bounds check
+            raise IndexError(f"getitem backward: {error}; {_CHANGED}") from None
+        positions = DEVICES[grad_output.device].asarray(positions)
+        grad_input = index_add(grad_output, positions, ctx.input_shape, covered, "getitem backward")
+        return grad_input, None, None, None, None
 
 
-def index_add(values, positions, shape, covered=None):
-    """A tensor of `shape`, zero except that the rows of `values` are added at the rows `positions`.
+def index_add(values, positions, shape, covered=None, op="index_add"):
+    """A tensor of `shape`, zero except that the rows of `values` are added at the rows `positions` (a 1-D
+    int64 array on values' device).
 
     The tensor is seen as (rows, inner) with rows = the product of its first `covered` dimensions (all by
     default, so that a row is one element); `values` holds len(positions) rows of `inner` elements. Repeated
-    positions accumulate, deterministically (in the order of `values`).
+    positions accumulate, deterministically (in the order of `values`). A position outside [0, rows) raises
+    IndexError naming `op`; nothing is written out of bounds.
     """
     device = DEVICES[values.device]
     covered = len(shape) if covered is None else covered
     rows, inner = math.prod(shape[:covered]), math.prod(shape[covered:])
     count = positions.shape[0]
+    if math.prod(values.shape) != count * inner:
+        raise RuntimeError(f"{op}: {count} positions of rows of {inner} elements do not match values of shape "
+                           f"{list(values.shape)}")
     order, segment_starts = device.empty(count, np.int64), device.empty(count + 1, np.int64)
-    segment_count = device.zeros(1, np.int64)
-    device.call("index_sort", positions, order, segment_starts, segment_count)
+    segment_rows, status = device.empty(count, np.int64), device.empty(3, np.int64)
+    device.call("index_sort", positions, rows, order, segment_starts, segment_rows, status)
+    found = device.to_numpy(status)
+    if found[1] >= 0:
+        raise IndexError(f"{op}: index {int(found[2])} is out of bounds for {rows} rows (tensor of shape "
+                         f"{list(shape)}); {_CHANGED}")
     out = device.zeros(shape, values.dtype)
-    rows_of_values = device.asarray(values._data).reshape(count, inner)
+    rows_of_values = device.reshape(device.contiguous(values._data), (count, inner))
     # The work is the number of values, not the size of the output: choose the variant by it.
-    device.call("index_add_segments", rows_of_values, order, positions, segment_starts, segment_count,
-                out.reshape(rows, inner), work=count * inner)
-    return Tensor._make(out, device=values.device)
+    device.call("index_add_segments", rows_of_values, order, segment_starts, segment_rows, status,
+                device.reshape(out, (rows, inner)), work=count * inner)
+    return Tensor._make(out, None, values.device)
 
 
 def getitem(x, key):
@@ -210,7 +278,7 @@ def getitem(x, key):
     basic, advanced, covered = _parse(key, x.shape, "getitem")
     if advanced is None:
         return BasicIndex.apply(x, basic)
-    return AdvancedIndex.apply(x, basic, advanced, covered)
+    return AdvancedIndex.apply(x, basic, advanced, covered, _index_tensors(key))
 
 
 # ------------------------------------------------------------------------------------------------ setitem
@@ -218,33 +286,46 @@ def getitem(x, key):
 
 class IndexPut(Function):
     @staticmethod
-    def forward(ctx, x, value, basic, advanced):
-        ctx.basic, ctx.advanced = basic, advanced
-        view = x._data[basic]
+    def forward(ctx, x, value, basic, advanced, index_tensors):
+        ctx.save_for_backward(*index_tensors)
+        ctx.basic, ctx.advanced, ctx.input_shape, ctx.indexed_shape = basic, advanced, x.shape, value.shape
+        device = DEVICES[x.device]
         if advanced is None:
-            view[...] = value._data
+            device.write_region(x._data, basic, value._data)
         else:
-            view[advanced] = value._data
+            device.put(device.region(x._data, basic), _on_device(device, advanced), value._data)
         x._version_counter[0] += 1
         # A new tensor object over x's storage: setitem moves its tape node onto x.
         return Tensor._make(x._data, x._version_counter, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 - raises if an index tensor was modified in place since forward
+        if ctx.advanced is not None:
+            _check_masks_unchanged(ctx.input_shape, ctx.basic, ctx.advanced, ctx.indexed_shape, "setitem backward")
+        try:
+            return IndexPut._gradients(ctx, grad_output)
+        except IndexError as error:  # NumPy's bounds check of an index changed since forward
+            raise IndexError(f"setitem backward: {error}; {_CHANGED}") from None
+
+    @staticmethod
+    def _gradients(ctx, grad_output):
+        device = DEVICES[grad_output.device]
+        # The index arrays as they are now, as PyTorch reads them in backward.
+        advanced = None if ctx.advanced is None else _on_device(device, ctx.advanced)
         grad_input = grad_value = None
         if ctx.needs_input_grad[0]:
             # The overwritten positions no longer depend on the old x.
-            data = DEVICES[grad_output.device].copy(grad_output._data)
-            view = data[ctx.basic]
-            if ctx.advanced is None:
-                view[...] = 0
+            data = device.copy(grad_output._data)
+            if advanced is None:
+                device.write_region(data, ctx.basic, 0)
             else:
-                view[ctx.advanced] = 0
-            grad_input = Tensor._make(data, device=grad_output.device)
+                device.put(device.region(data, ctx.basic), advanced, 0)
+            grad_input = Tensor._make(data, None, grad_output.device)
         if ctx.needs_input_grad[1]:
-            grad_value = Tensor._make(_select(grad_output._data, ctx.basic, ctx.advanced),
+            grad_value = Tensor._make(_select(device, grad_output._data, ctx.basic, advanced),
                                       grad_output._version_counter, grad_output.device)
-        return grad_input, grad_value, None, None
+        return grad_input, grad_value, None, None, None
 
 
 def setitem(x, key, value):
@@ -254,17 +335,20 @@ def setitem(x, key, value):
     write on the tape when x or value requires grad.
     """
     basic, advanced, _ = _parse(key, x.shape, "setitem")
+    device = DEVICES[x.device]
     if advanced is None:
-        indexed_shape = x._data[basic].shape
+        indexed_shape = device.region(x._data, basic).shape
     else:
-        indexed_shape = _select(np.broadcast_to(np.bool_(False), x.shape), basic, advanced).shape
+        indexed_shape = _indexed_shape(x.shape, basic, advanced)
     if isinstance(value, Tensor):
         if advanced is not None and value.dtype != x.dtype:
             raise RuntimeError(f"setitem: index put requires the source and destination dtypes match, got "
                                f"{x.dtype} for the destination and {value.dtype} for the source")
         value = value.to(x.dtype)
     elif isinstance(value, numbers.Number):
-        value = Tensor._make(np.array(value).astype(x.dtype), device=x.device)
+        # NumPy's conversion of the number, then its cast (wrapping, as PyTorch's does), made on the host.
+        host_value = _HOST_DEVICE.astype(_HOST_DEVICE.asarray(value), x.dtype)
+        value = Tensor._make(device.asarray(host_value), None, x.device)
     else:
         raise TypeError(f"setitem: the value must be a Tensor or a number, got {type(value).__name__}")
     # PyTorch drops leading size-1 dimensions of the value that the indexed shape lacks.
@@ -276,7 +360,7 @@ def setitem(x, key, value):
                            f"broadcast to indexing result of shape {list(indexed_shape)}")
     value = expand(value, indexed_shape)
     check_writable(x, "setitem", value.requires_grad)
-    result = IndexPut.apply(x, value, basic, advanced)
+    result = IndexPut.apply(x, value, basic, advanced, _index_tensors(key))
     if result.grad_fn is not None:
         x.grad_fn = result.grad_fn
         x._output_index = result._output_index

@@ -15,11 +15,11 @@ def check_writable(target, op, source_requires_grad):
     if recording and target.grad_fn is None and target.requires_grad:
         raise RuntimeError(f"{op}: a leaf tensor that requires grad (shape {tuple(target.shape)}) cannot be "
                            "changed in place; wrap the update in `with nbprop.no_grad():`")
-    data = target._data
-    if any(stride == 0 and size > 1 for stride, size in zip(data.strides, data.shape)):
+    device = DEVICES[target.device]
+    if any(stride == 0 and size > 1 for stride, size in zip(device.strides(target._data), target.shape)):
         raise RuntimeError(f"{op}: the tensor written to is an expanded view in which several elements share "
                            "one memory location; clone() it first")
-    if not data.flags.writeable:
+    if not device.is_writeable(target._data):
         raise RuntimeError(f"{op}: the memory of the tensor written to (shape {tuple(target.shape)}) is "
                            "read-only, for example a tensor made by from_numpy of a read-only NumPy array or a "
                            "view of one; clone() it first")
@@ -34,13 +34,13 @@ class Overwrite(Function):
 
     @staticmethod
     def forward(ctx, target, source):
-        return Tensor._make(DEVICES[source.device].copy(source._data), device=source.device)
+        return Tensor._make(DEVICES[source.device].copy(source._data), None, source.device)
 
     @staticmethod
     def backward(ctx, grad_output):
         # Zeros, not None, for the overwritten values: PyTorch's CopyBackwards and FillBackward do the same.
         overwritten = Tensor._make(DEVICES[grad_output.device].zeros(grad_output.shape, grad_output.dtype),
-                                   device=grad_output.device)
+                                   None, grad_output.device)
         return overwritten if ctx.needs_input_grad[0] else None, grad_output if ctx.needs_input_grad[1] else None
 
 
@@ -51,7 +51,7 @@ def copy_source(target, source):
             raise RuntimeError(f"copy_: cannot copy a {source.dtype} tensor into a {target.dtype} tensor")
         source = expand(source.to(target.dtype), target.shape)
     elif isinstance(source, numbers.Number):
-        source = scalar_tensor(source, target.dtype, target.shape)
+        source = scalar_tensor(source, target.dtype, target.shape, target.device)
     else:
         raise TypeError(f"copy_/fill_: expects a Tensor or a number, got {type(source).__name__}")
     # A new node even when nothing is cast or broadcast, so that target gets a grad_fn of its own that cuts
@@ -70,7 +70,7 @@ def in_place(target, result, op):
     if result.grad_fn is not None:
         # mul_, div_, clamp_ ... need target's values from before the write (PyTorch saves `original_self`).
         result.grad_fn.copy_saved_sharing(target._version_counter)
-    target._data[...] = result._data
+    DEVICES[target.device].copy_into(target._data, result._data)
     target._version_counter[0] += 1
     if result.grad_fn is not None:
         target.grad_fn = result.grad_fn

@@ -1,14 +1,11 @@
-"""Dense-layer ops: linear (one BLAS product plus a fused bias pass), bilinear, dropout and embedding."""
+"""Dense-layer ops: linear (one BLAS product plus a fused bias pass), bilinear and dropout."""
 
 import math
 import numbers
 
-import numpy as np
-
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.ops import movement
-from nbprop.ops.indexing import index_add
 from nbprop.ops.inplace import in_place
 from nbprop.random import generator
 from nbprop.tensor import Tensor
@@ -19,11 +16,17 @@ from nbprop.tensor import Tensor
 def _weight_operand(weight_array, device):
     """(array, transposed): W^T as matmul_2d reads it: W itself with the transpose flag when W is
     C-contiguous, W's C-contiguous transpose without the flag, or else a contiguous copy of W."""
-    if weight_array.flags.c_contiguous:
+    if device.is_contiguous(weight_array):
         return weight_array, True
-    if weight_array.T.flags.c_contiguous:
-        return weight_array.T, False
+    transposed = device.transpose_matrices(weight_array)
+    if device.is_contiguous(transposed):
+        return transposed, False
     return device.copy(weight_array), True
+
+
+def _rows(tensor, rows, columns, device):
+    """The tensor's data as a C-contiguous (rows, columns) matrix: a view, or a copy if its strides need one."""
+    return device.contiguous(device.reshape(tensor._data, (rows, columns)))
 
 
 class Linear(Function):
@@ -33,7 +36,7 @@ class Linear(Function):
         out_features, in_features = weight.shape
         lead_shape = input.shape[:-1]
         rows = math.prod(lead_shape)
-        inputs = device.asarray(input._data.reshape(rows, in_features))
+        inputs = _rows(input, rows, in_features, device)
         ctx.save_for_backward(input if ctx.needs_input_grad[1] else None,
                               weight if ctx.needs_input_grad[0] else None)
         if rows and out_features and in_features:
@@ -44,14 +47,14 @@ class Linear(Function):
             out = device.zeros((rows, out_features), input.dtype)
         if bias is not None and out.size:
             device.call("linear_bias_add", bias._data, out)
-        return Tensor._make(out.reshape(lead_shape + (out_features,)), device=input.device)
+        return Tensor._make(device.reshape(out, lead_shape + (out_features,)), None, input.device)
 
     @staticmethod
     def backward(ctx, grad_output):
         input, weight = ctx.saved_tensors
         device = DEVICES[grad_output.device]
         rows, out_features = math.prod(grad_output.shape[:-1]), grad_output.shape[-1]
-        gradients = device.asarray(grad_output._data.reshape(rows, out_features))
+        gradients = _rows(grad_output, rows, out_features, device)
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             # d(x W^T)/dx: grad_output @ W, (rows, out) @ (out, in).
@@ -62,12 +65,12 @@ class Linear(Function):
                 device.call("matmul_2d", gradients, weight_matrix, False, not transposed, grad_input)
             else:
                 grad_input = device.zeros((rows, in_features), grad_output.dtype)
-            grad_input = Tensor._make(grad_input.reshape(grad_output.shape[:-1] + (in_features,)),
-                                      device=grad_output.device)
+            grad_input = Tensor._make(device.reshape(grad_input, grad_output.shape[:-1] + (in_features,)), None,
+                                      grad_output.device)
         if ctx.needs_input_grad[1]:
             # d(x W^T)/dW: grad_output^T @ x, (out, rows) @ (rows, in), summed over every leading index.
             in_features = input.shape[-1]
-            inputs = device.asarray(input._data.reshape(rows, in_features))
+            inputs = _rows(input, rows, in_features, device)
             if rows and out_features and in_features:
                 # Straight into the storage an optimizer lends for the weight's .grad, when it does.
                 grad_weight = ctx.gradient_destination(1)
@@ -76,14 +79,14 @@ class Linear(Function):
                 device.call("matmul_2d", gradients, inputs, True, False, grad_weight)
             else:
                 grad_weight = device.zeros((out_features, in_features), grad_output.dtype)
-            grad_weight = Tensor._make(grad_weight, device=grad_output.device)
+            grad_weight = Tensor._make(grad_weight, None, grad_output.device)
         if ctx.needs_input_grad[2]:
             grad_bias = ctx.gradient_destination(2)
             if grad_bias is None:
                 grad_bias = device.empty((out_features,), grad_output.dtype)
             if out_features:
                 device.call("linear_bias_grad", gradients, grad_bias, work=gradients.size)
-            grad_bias = Tensor._make(grad_bias, device=grad_output.device)
+            grad_bias = Tensor._make(grad_bias, None, grad_output.device)
         return grad_input, grad_weight, grad_bias
 
 
@@ -170,14 +173,14 @@ class Dropout(Function):
         ctx.uniform, ctx.p, ctx.scale = uniform, p, scale
         out = device.empty(input.shape, input.dtype)
         device.map("dropout_apply", input._data, uniform, p, scale, out)
-        return Tensor._make(out, device=input.device)
+        return Tensor._make(out, None, input.device)
 
     @staticmethod
     def backward(ctx, grad_output):
         device = DEVICES[grad_output.device]
         grad_input = device.empty(grad_output.shape, grad_output.dtype)
         device.map("dropout_apply", grad_output._data, ctx.uniform, ctx.p, ctx.scale, grad_input)
-        return Tensor._make(grad_input, device=grad_output.device), None, None
+        return Tensor._make(grad_input, None, grad_output.device), None, None
 
 
 def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002 - PyTorch's argument name
@@ -196,62 +199,3 @@ def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002 - PyTorch
     scale = 1.0 / (1.0 - p) if p < 1 else 0.0
     result = Dropout.apply(input, float(p), scale)
     return in_place(input, result, "dropout_") if inplace else result
-
-
-# --------------------------------------------------------------------------------------------- embedding
-
-
-class Embedding(Function):
-    @staticmethod
-    def forward(ctx, weight, positions, output_shape, padding_idx):
-        device = DEVICES[weight.device]
-        if ctx.needs_input_grad[0]:
-            ctx.positions, ctx.weight_shape, ctx.padding_idx = positions, weight.shape, padding_idx
-        out = device.asarray(weight._data[positions])
-        return Tensor._make(out.reshape(output_shape), device=weight.device)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        # The adjoint of the row gather: a deterministic scatter-add of the gradient rows (sorted segments).
-        grad_weight = index_add(grad_output, ctx.positions, ctx.weight_shape, covered=1)
-        if ctx.padding_idx is not None:
-            grad_weight._data[ctx.padding_idx] = 0  # the padding row is not trained
-        return grad_weight, None, None, None
-
-
-def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,  # noqa: A002
-              sparse=False):
-    """torch.nn.functional.embedding: the rows `weight[input]`, shape input.shape + (embedding_dim,).
-
-    input: an int64 tensor of indices in [0, num_embeddings); weight: (num_embeddings, embedding_dim).
-    The gradient of weight is the sum of the gradient rows of every position that read a row (summed in a
-    fixed order, so bit-identical on reruns); the row `padding_idx` gets none. max_norm,
-    scale_grad_by_freq and sparse gradients are not supported (an error says so).
-    """
-    if max_norm is not None:
-        raise NotImplementedError("embedding: max_norm (in-place renormalisation of rows) is not supported")
-    if scale_grad_by_freq:
-        raise NotImplementedError("embedding: scale_grad_by_freq=True is not supported")
-    if sparse:
-        raise NotImplementedError("embedding: sparse gradients are not supported (nbprop has no sparse "
-                                  "tensors)")
-    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
-        raise TypeError(f"embedding: expects Tensors for input and weight, got {type(input).__name__} and "
-                        f"{type(weight).__name__}")
-    if input.dtype.kind not in "iu":
-        raise RuntimeError(f"embedding: expected the indices (argument 'input') to be an int64 tensor, got "
-                           f"{input.dtype}")
-    if weight.ndim != 2:
-        raise RuntimeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape "
-                           f"{tuple(weight.shape)}")
-    count = weight.shape[0]
-    positions = np.ascontiguousarray(input._data.reshape(-1), dtype=np.int64)
-    if positions.size and (positions.min() < 0 or positions.max() >= count):
-        bad = int(positions.min()) if positions.min() < 0 else int(positions.max())
-        raise IndexError(f"embedding: index {bad} out of range for a table of {count} rows (indices must be "
-                         f"in [0, {count}))")
-    if padding_idx is not None:
-        if not -count <= padding_idx < count:
-            raise ValueError(f"embedding: padding_idx {padding_idx} must be within num_embeddings ({count})")
-        padding_idx = padding_idx % count
-    return Embedding.apply(weight, positions, input.shape + (weight.shape[1],), padding_idx)

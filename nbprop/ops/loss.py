@@ -8,7 +8,7 @@ import warnings
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops import elementwise
+from nbprop.ops import elementwise, unary
 from nbprop.ops.broadcast import broadcast_shapes
 from nbprop.ops.cross_entropy import (
     apply_reduction,
@@ -38,7 +38,7 @@ def _map(name, *arguments):
     device = DEVICES[first.device]
     out = device.empty(first.shape, first.dtype)
     device.map(name, *[a._data if isinstance(a, Tensor) else a for a in arguments], out)
-    return Tensor._make(out, device=first.device)
+    return Tensor._make(out, None, first.device)
 
 
 class BinaryCrossEntropy(Function):
@@ -84,10 +84,12 @@ def _same_size_target(input, target, op, message):  # noqa: A002
 
 def _check_unit_interval(tensor, name, op):
     device = DEVICES[tensor.device]
+    values = device.reshape(device.contiguous(tensor._data), (-1,))
     status = device.empty((1,), dtypes.int64)
-    device.call("find_outside_unit_interval", device.asarray(tensor._data).reshape(-1), status)
-    if status[0] >= 0:
-        value = tensor._data.reshape(-1)[int(status[0])]
+    device.call("find_outside_unit_interval", values, status)
+    position = int(device.to_numpy(status)[0])
+    if position >= 0:
+        value = device.item(device.region(values, (position,)))
         raise RuntimeError(f"{op}: all elements of {name} should be between 0 and 1 (found {value} in a tensor of "
                            f"shape {tuple(tensor.shape)})")
 
@@ -126,7 +128,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         broadcast_weight(pos_weight, input.shape, "pos_weight", op)
     input, target, weight, pos_weight = common_dtype([input, target, weight, pos_weight])
     if pos_weight is None:
-        expanded = scalar_tensor(1.0, input.dtype, input.shape)
+        expanded = scalar_tensor(1.0, input.dtype, input.shape, input.device)
     else:
         expanded = pos_weight.detach().expand(input.shape)
     loss = BinaryCrossEntropyWithLogits.apply(input, target, expanded, pos_weight is not None)
@@ -173,7 +175,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     """|input - target|, reduced; the gradient is sign(input - target), 0 at 0 as in PyTorch."""
     reduction = reduction_name(reduction, size_average, reduce, "l1_loss")
     difference = _difference(input, target, "l1_loss")
-    return _elementwise_weighted(elementwise.abs(difference), weight, input, reduction, "l1_loss", True)
+    return _elementwise_weighted(unary.abs(difference), weight, input, reduction, "l1_loss", True)
 
 
 def _quadratic_or_linear(difference, threshold, divisor, linear_scale):
@@ -184,7 +186,7 @@ def _quadratic_or_linear(difference, threshold, divisor, linear_scale):
     derivative (an infinite d would otherwise give 0 * inf = NaN); at |d| == threshold the linear branch is
     taken, whose gradient linear_scale * sign(d) equals PyTorch's there.
     """
-    absolute = elementwise.abs(difference)
+    absolute = unary.abs(difference)
     clipped = elementwise.clamp(difference, -threshold, threshold)
     quadratic = clipped * clipped * 0.5
     if divisor != 1.0:
@@ -202,7 +204,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
         raise RuntimeError(f"smooth_l1_loss does not support negative values for beta (got beta={beta}).")
     difference = _difference(input, target, "smooth_l1_loss")
     if beta == 0:
-        return apply_reduction(elementwise.abs(difference), reduction)
+        return apply_reduction(unary.abs(difference), reduction)
     return apply_reduction(_quadratic_or_linear(difference, float(beta), float(beta), 1.0), reduction)
 
 
@@ -234,10 +236,10 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     check_floating(target, "target", op)
     broadcast_shapes(tuple(input.shape), tuple(target.shape), op)
     if log_target:
-        loss = elementwise.exp(target) * (target - input)
+        loss = unary.exp(target) * (target - input)
     else:
         # xlogy(target, target): 0 where the target is 0 (where() drops the NaN of 0 * log 0).
-        entropy = elementwise.where(target == 0, 0.0, target * elementwise.log(target))
+        entropy = elementwise.where(target == 0, 0.0, target * unary.log(target))
         loss = entropy - target * input
     if reduction == "batchmean":
         total = loss.sum()

@@ -1,7 +1,8 @@
 """Matrix products (matmul, mm, bmm) with PyTorch's shape rules; the gradients are matrix products too.
 
-Inside an op every operand is a "stack": a C-contiguous (batch, rows, columns) array, a flag saying the
-matrices are to be read transposed (so `x.mT` costs no copy) and the batch shape it broadcasts from.
+Inside an op every operand is a "stack": a C-contiguous (batch, rows, columns) array (a plain matrix without
+batch dimensions), a flag saying the matrices are to be read transposed (so `x.mT` costs no copy) and the
+batch shape it broadcasts from.
 """
 
 import math
@@ -14,8 +15,9 @@ from nbprop.tensor import Tensor
 
 
 class _Stack:
-    """An operand as matrices: `array` (batch, rows, columns) C-contiguous, read as `array[i].T` if
-    `transposed`; `batch_shape` is the batch shape before flattening, `matrix` the logical (rows, columns)."""
+    """An operand as matrices: `array` C-contiguous, (batch, rows, columns) or, with no batch dimensions, (rows,
+    columns); read as its matrices transposed if `transposed`; `batch_shape` is the batch shape before
+    flattening, `matrix` the logical (rows, columns)."""
 
     __slots__ = ("array", "batch_shape", "matrix", "transposed")
 
@@ -30,25 +32,34 @@ class _Stack:
         """The stack of an array of shape (*batch, rows, columns): a view when the array or its transpose is
         C-contiguous, otherwise a contiguous copy."""
         *batch, rows, columns = array.shape
-        count = math.prod(batch)
-        if array.flags.c_contiguous:
-            return cls(array.reshape(count, rows, columns), False, tuple(batch), (rows, columns))
-        swapped = array.swapaxes(-1, -2)
-        if swapped.flags.c_contiguous:
-            return cls(swapped.reshape(count, columns, rows), True, tuple(batch), (rows, columns))
-        return cls(device.copy(array).reshape(count, rows, columns), False, tuple(batch), (rows, columns))
+        batch = tuple(batch)
+        if device.is_contiguous(array):
+            if len(batch) > 1:
+                array = device.reshape(array, (math.prod(batch), rows, columns))
+            return cls(array, False, batch, (rows, columns))
+        swapped = device.transpose_matrices(array)
+        if device.is_contiguous(swapped):
+            if len(batch) > 1:
+                swapped = device.reshape(swapped, (math.prod(batch), columns, rows))
+            return cls(swapped, True, batch, (rows, columns))
+        array = device.copy(array)
+        if len(batch) > 1:
+            array = device.reshape(array, (math.prod(batch), rows, columns))
+        return cls(array, False, batch, (rows, columns))
 
     def t(self):
         """The same matrices transposed (no copy)."""
         return _Stack(self.array, not self.transposed, self.batch_shape, self.matrix[::-1])
 
 
-def _batch_index(batch_shape, out_batch_shape):
+def _batch_index(device, batch_shape, out_batch_shape):
     """For each entry of the broadcast batch `out_batch_shape`, the flat index of the entry it reads in
-    `batch_shape` (int64): how broadcast batch dimensions are read without copies."""
-    flat = np.arange(math.prod(batch_shape), dtype=np.int64).reshape(batch_shape)
-    lead = len(out_batch_shape) - len(batch_shape)
-    return np.ascontiguousarray(np.broadcast_to(flat.reshape((1,) * lead + batch_shape), out_batch_shape)).reshape(-1)
+    `batch_shape` (int64, on the device): how broadcast batch dimensions are read without copies."""
+    flat = device.arange(0, math.prod(batch_shape), 1, np.int64)
+    if batch_shape == out_batch_shape:
+        return flat
+    broadcast = device.expand(device.reshape(flat, batch_shape), out_batch_shape)
+    return device.reshape(device.copy(broadcast), (-1,))
 
 
 def _product(device, left, right, out_batch_shape, target_batch_shape=None):
@@ -65,46 +76,52 @@ def _product(device, left, right, out_batch_shape, target_batch_shape=None):
         return device.zeros(target_batch_shape + (rows, columns), dtype)
     out = device.empty(target_batch_shape + (rows, columns), dtype)
     if dtype.kind != "f":  # integer products are never differentiated, so the target is the output batch
-        left_index = device.asarray(_batch_index(left.batch_shape, out_batch_shape))
-        right_index = device.asarray(_batch_index(right.batch_shape, out_batch_shape))
-        device.call("matmul_integer", _untransposed(left, device), _untransposed(right, device), left_index,
-                    right_index, out.reshape(-1, rows, columns))
+        device.call("matmul_integer", _untransposed(left, device), _untransposed(right, device),
+                    _batch_index(device, left.batch_shape, out_batch_shape),
+                    _batch_index(device, right.batch_shape, out_batch_shape),
+                    device.reshape(out, (-1, rows, columns)))
         return out
     if not left.batch_shape and not right.batch_shape:
-        device.call("matmul_2d", left.array[0], right.array[0], left.transposed, right.transposed,
-                    out.reshape(rows, columns))
+        # Both operands and the output are plain matrices.
+        device.call("matmul_2d", left.array, right.array, left.transposed, right.transposed, out)
         return out
     unbroadcast = left.batch_shape == out_batch_shape
     if unbroadcast and not right.batch_shape and not left.transposed and target_batch_shape == out_batch_shape:
         # A batch of matrices times one matrix is one taller product: (batch * n, k) @ (k, m).
-        device.call("matmul_2d", left.array.reshape(-1, left.matrix[1]), right.array[0], False,
-                    right.transposed, out.reshape(-1, columns))
+        device.call("matmul_2d", device.reshape(left.array, (-1, left.matrix[1])), right.array, False,
+                    right.transposed, device.reshape(out, (-1, columns)))
         return out
     if unbroadcast and not target_batch_shape and left.transposed and not right.transposed \
             and right.batch_shape == out_batch_shape:
         # The gradient of a matrix shared by a batch: sum_i a_i^T g_i is one wide product (batch * n, k)^T
         # @ (batch * n, m), summed inside BLAS.
-        device.call("matmul_2d", left.array.reshape(-1, left.matrix[0]), right.array.reshape(-1, columns), True,
-                    False, out)
+        device.call("matmul_2d", device.reshape(left.array, (-1, left.matrix[0])),
+                    device.reshape(right.array, (-1, columns)), True, False, out)
         return out
-    left_index = device.asarray(_batch_index(left.batch_shape, out_batch_shape))
-    right_index = device.asarray(_batch_index(right.batch_shape, out_batch_shape))
+    left_index = _batch_index(device, left.batch_shape, out_batch_shape)
+    right_index = _batch_index(device, right.batch_shape, out_batch_shape)
     if target_batch_shape == out_batch_shape:
-        device.call("matmul_batched", left.array, right.array, left_index, right_index, left.transposed,
-                    right.transposed, out.reshape(-1, rows, columns))
+        device.call("matmul_batched", _batched(left, device), _batched(right, device), left_index, right_index,
+                    left.transposed, right.transposed, device.reshape(out, (-1, rows, columns)))
         return out
-    target_index = device.asarray(_batch_index(target_batch_shape, out_batch_shape))
-    device.call("matmul_batched_sum", left.array, right.array, left_index, right_index, target_index,
-                left.transposed, right.transposed, device.empty((rows, columns), dtype),
-                out.reshape(-1, rows, columns))
+    device.call("matmul_batched_sum", _batched(left, device), _batched(right, device), left_index, right_index,
+                _batch_index(device, target_batch_shape, out_batch_shape), left.transposed, right.transposed,
+                device.empty((rows, columns), dtype), device.reshape(out, (-1, rows, columns)))
     return out
 
 
+def _batched(stack, device):
+    """The stack's array as (batch, rows, columns): a batch of one for a plain matrix."""
+    return device.reshape(stack.array, (1,) + stack.array.shape) if not stack.batch_shape else stack.array
+
+
 def _untransposed(stack, device):
-    """The stack's matrices as stored C-contiguous, for kernels without a transpose flag."""
+    """The stack's matrices as stored C-contiguous (batch, rows, columns), for kernels without a transpose
+    flag."""
     if not stack.transposed:
-        return stack.array
-    return device.copy(stack.array.swapaxes(-1, -2))
+        return _batched(stack, device)
+    array = device.copy(device.transpose_matrices(stack.array))
+    return device.reshape(array, (1,) + array.shape) if not stack.batch_shape else array
 
 
 # ----------------------------------------------------------------------------------------------- shapes
@@ -141,30 +158,39 @@ class Matmul(Function):
     @staticmethod
     def forward(ctx, a, b, a_matrix, b_matrix, batch, result_shape):
         device = DEVICES[a.device]
-        left = _Stack.of(a._data.reshape(a_matrix), device)
-        right = _Stack.of(b._data.reshape(b_matrix), device)
+        a_data, b_data = a._data, b._data
+        # Only a 1-D operand differs from its matrix shape; its reshape is a view.
+        left = _Stack.of(a_data if a_data.shape == a_matrix else device.reshape(a_data, a_matrix), device)
+        right = _Stack.of(b_data if b_data.shape == b_matrix else device.reshape(b_data, b_matrix), device)
         ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[0] else None)
         ctx.shapes = (a_matrix, b_matrix, batch, a.shape, b.shape)
         out = _product(device, left, right, batch)
-        return Tensor._make(out.reshape(result_shape), device=a.device)
+        return Tensor._make(out if out.shape == result_shape else device.reshape(out, result_shape), None, a.device)
 
     @staticmethod
     def backward(ctx, grad_output):
         a, b = ctx.saved_tensors
         a_matrix, b_matrix, batch, a_shape, b_shape = ctx.shapes
         device = DEVICES[grad_output.device]
-        grad = _Stack.of(grad_output._data.reshape(batch + (a_matrix[-2], b_matrix[-1])), device)
+        grad_data = grad_output._data
+        grad_shape = batch + (a_matrix[-2], b_matrix[-1])
+        grad = _Stack.of(grad_data if grad_data.shape == grad_shape else device.reshape(grad_data, grad_shape),
+                         device)
         grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             # d(a @ b)/da: grad @ b^T, summed over the batch entries that a was broadcast to.
-            right = _Stack.of(b._data.reshape(b_matrix), device).t()
-            grad_a = _product(device, grad, right, batch, a_matrix[:-2])
-            grad_a = Tensor._make(grad_a.reshape(a_shape), device=grad_output.device)
+            b_data = b._data
+            right = _Stack.of(b_data if b_data.shape == b_matrix else device.reshape(b_data, b_matrix), device)
+            grad_a = _product(device, grad, right.t(), batch, a_matrix[:-2])
+            grad_a = Tensor._make(grad_a if a_shape == a_matrix else device.reshape(grad_a, a_shape), None,
+                                  grad_output.device)
         if ctx.needs_input_grad[1]:
             # d(a @ b)/db: a^T @ grad, summed over the batch entries that b was broadcast to.
-            left = _Stack.of(a._data.reshape(a_matrix), device).t()
-            grad_b = _product(device, left, grad, batch, b_matrix[:-2])
-            grad_b = Tensor._make(grad_b.reshape(b_shape), device=grad_output.device)
+            a_data = a._data
+            left = _Stack.of(a_data if a_data.shape == a_matrix else device.reshape(a_data, a_matrix), device)
+            grad_b = _product(device, left.t(), grad, batch, b_matrix[:-2])
+            grad_b = Tensor._make(grad_b if b_shape == b_matrix else device.reshape(grad_b, b_shape), None,
+                                  grad_output.device)
         return grad_a, grad_b, None, None, None, None
 
 

@@ -3,17 +3,41 @@
 import math
 import numbers
 
-import numpy as np
-
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
+from nbprop.backend import get as get_device
 from nbprop.tensor import Tensor, _wrap_dim
 
 
 def _view_of(x, array):
     """A tensor over (part of) x's storage: it shares x's version counter, so in-place changes are seen."""
     return Tensor._make(array, x._version_counter, x.device)
+
+
+# ------------------------------------------------------------------------------------------ devices
+
+
+class ToDevice(Function):
+    @staticmethod
+    def forward(ctx, x, device):
+        ctx.source = x.device
+        return Tensor._make(_transfer(x._data, x.device, device), None, device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return Tensor._make(_transfer(grad_output._data, grad_output.device, ctx.source), None, ctx.source), None
+
+
+def _transfer(array, source, destination):
+    """A copy of `array` from device `source` on the other device `destination`, through host memory."""
+    return get_device(destination).asarray(DEVICES[source].to_numpy(array))
+
+
+def to_device(x, device):
+    """x copied to `device` ('cpu', ...); gradients flow back to x's device."""
+    get_device(device, "to()")
+    return ToDevice.apply(x, device)
 
 
 # --------------------------------------------------------------------------------- reshape and view
@@ -46,17 +70,17 @@ class Reshape(Function):
     @staticmethod
     def forward(ctx, x, shape, must_view):
         ctx.input_shape = x.shape
+        device = DEVICES[x.device]
         try:
-            return _view_of(x, np.reshape(x._data, shape, copy=False))
+            return _view_of(x, device.view(x._data, shape))
         except ValueError:
             if must_view:
                 raise RuntimeError(
                     f"view: view size is not compatible with input tensor's size and stride (at least one "
                     f"dimension spans across two contiguous subspaces): shape {tuple(x.shape)} with strides "
-                    f"{tuple(s // x._data.itemsize for s in x._data.strides)} cannot be viewed as {shape}. "
-                    "Use .reshape(...) instead."
+                    f"{device.strides(x._data)} cannot be viewed as {shape}. Use .reshape(...) instead."
                 ) from None
-        return Tensor._make(DEVICES[x.device].copy(x._data).reshape(shape), device=x.device)
+        return Tensor._make(device.reshape(x._data, shape), None, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -124,11 +148,12 @@ class Permute(Function):
     @staticmethod
     def forward(ctx, x, dims):
         ctx.dims = dims
-        return _view_of(x, np.transpose(x._data, dims))
+        return _view_of(x, DEVICES[x.device].permute(x._data, dims))
 
     @staticmethod
     def backward(ctx, grad_output):
-        return permute(grad_output, tuple(int(d) for d in np.argsort(ctx.dims))), None
+        inverse = sorted(range(len(ctx.dims)), key=ctx.dims.__getitem__)
+        return permute(grad_output, tuple(inverse)), None
 
 
 def permute(x, dims):
@@ -160,13 +185,14 @@ class Narrow(Function):
     def forward(ctx, x, dim, start, length):
         ctx.input_shape = x.shape
         ctx.region = (slice(None),) * dim + (slice(start, start + length),)
-        return _view_of(x, x._data[ctx.region])
+        return _view_of(x, DEVICES[x.device].region(x._data, ctx.region))
 
     @staticmethod
     def backward(ctx, grad_output):
-        grad_input = DEVICES[grad_output.device].zeros(ctx.input_shape, grad_output.dtype)
-        grad_input[ctx.region] = grad_output._data
-        return Tensor._make(grad_input, device=grad_output.device), None, None, None
+        device = DEVICES[grad_output.device]
+        grad_input = device.zeros(ctx.input_shape, grad_output.dtype)
+        device.write_region(grad_input, ctx.region, grad_output._data)
+        return Tensor._make(grad_input, None, grad_output.device), None, None, None
 
 
 def split(x, split_size_or_sections, dim=0):
@@ -233,11 +259,11 @@ class Cat(Function):
                 regions.append(None)
                 continue
             region = (slice(None),) * dim + (slice(start, start + tensor.shape[dim]),)
-            out[region] = tensor._data
+            device.write_region(out, region, tensor._data)
             regions.append(region)
             start += tensor.shape[dim]
         ctx.regions = regions
-        return Tensor._make(out, device=kept[0].device)
+        return Tensor._make(out, None, kept[0].device)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -246,9 +272,10 @@ class Cat(Function):
             if not ctx.needs_input_grad[index + 1]:
                 gradients.append(None)
             elif region is None:
-                gradients.append(Tensor._make(DEVICES[grad_output.device].zeros((0,), grad_output.dtype)))
+                gradients.append(Tensor._make(DEVICES[grad_output.device].zeros((0,), grad_output.dtype), None,
+                                              grad_output.device))
             else:
-                gradients.append(_view_of(grad_output, grad_output._data[region]))
+                gradients.append(_view_of(grad_output, DEVICES[grad_output.device].region(grad_output._data, region)))
         return tuple(gradients)
 
 

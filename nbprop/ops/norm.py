@@ -47,16 +47,20 @@ def _array(tensor, shape, fill, dtype, device):
     """The tensor's data as a C-contiguous array of `shape`, or `fill` everywhere when the tensor is None."""
     if tensor is None:
         return device.full(shape, fill, dtype)
-    return device.asarray(tensor._data).reshape(shape)
+    array = device.contiguous(tensor._data)
+    return array if array.shape == shape else device.reshape(array, shape)
 
 
 def _wrap(array, shape, device):
-    return Tensor._make(array.reshape(shape), device=device)
+    """`array` in `shape`, as a tensor on `device` (a name)."""
+    return Tensor._make(array if array.shape == shape else DEVICES[device].reshape(array, shape), None, device)
 
 
 def _gradient_like(grad_output, x, device):
-    """grad_output's data in x's dtype and shape, as the backward kernels read it."""
-    return device.asarray(grad_output._data, x.dtype).reshape(x.shape)
+    """grad_output's data in x's dtype and shape, C-contiguous, as the backward kernels read it."""
+    data = grad_output._data
+    data = device.contiguous(data) if data.dtype == x.dtype else device.astype(data, x.dtype)
+    return data if data.shape == x.shape else device.reshape(data, x.shape)
 
 
 def _finish_forward(ctx, input, weight, statistics, out):  # noqa: A002 - PyTorch's argument name
@@ -89,7 +93,7 @@ class BatchNorm(Function):
     def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):  # noqa: A002
         device = DEVICES[input.device]
         samples, channels = input.shape[0], input.shape[1]
-        x = device.asarray(input._data).reshape(samples, channels, math.prod(input.shape[2:]))
+        x = device.reshape(device.contiguous(input._data), (samples, channels, math.prod(input.shape[2:])))
         mean, invstd = device.zeros((channels,), np.float64), device.zeros((channels,), np.float64)
         if not training:
             device.call("batch_norm_running_statistics", running_mean._data, running_var._data, float(eps), mean,
@@ -113,7 +117,8 @@ class BatchNorm(Function):
         input, weight = ctx.saved_tensors  # noqa: A001
         mean, invstd, training = ctx.statistics
         device = DEVICES[grad_output.device]
-        x = device.asarray(input._data).reshape(input.shape[0], input.shape[1], math.prod(input.shape[2:]))
+        x = device.reshape(device.contiguous(input._data),
+                           (input.shape[0], input.shape[1], math.prod(input.shape[2:])))
         dy = _gradient_like(grad_output, x, device)
         channels = x.shape[1]
         need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
@@ -191,7 +196,10 @@ def _chunks(rows):
 
 def _rows(input, length, device):  # noqa: A002 - PyTorch's argument name
     """The input as (rows, length), `length` the size of the normalised trailing dimensions ((0, 0) if 0)."""
-    return device.asarray(input._data).reshape(-1, length) if length else input._data.reshape(0, 0)
+    if not length:
+        return device.reshape(input._data, (0, 0))
+    array = device.contiguous(input._data)
+    return array if array.ndim == 2 and array.shape[1] == length else device.reshape(array, (-1, length))
 
 
 def _row_operands(ctx, grad_output):
@@ -296,7 +304,8 @@ class GroupNorm(Function):
         device = DEVICES[input.device]
         samples, channels = input.shape[0], input.shape[1]
         per_group = channels // num_groups
-        x = device.asarray(input._data).reshape(samples * num_groups, per_group, math.prod(input.shape[2:]))
+        x = device.reshape(device.contiguous(input._data),
+                           (samples * num_groups, per_group, math.prod(input.shape[2:])))
         statistics = device.zeros((x.shape[0], 2), np.float64)
         out = device.empty(x.shape, x.dtype)
         if x.size:
@@ -313,7 +322,8 @@ class GroupNorm(Function):
         samples, channels = input.shape[0], input.shape[1]
         num_groups = ctx.num_groups
         per_group = channels // num_groups
-        x = device.asarray(input._data).reshape(samples * num_groups, per_group, math.prod(input.shape[2:]))
+        x = device.reshape(device.contiguous(input._data),
+                           (samples * num_groups, per_group, math.prod(input.shape[2:])))
         dy = _gradient_like(grad_output, x, device)
         out = device.empty(x.shape, x.dtype)
         partial_weight = device.zeros((x.shape[0], per_group), np.float64)
@@ -326,10 +336,10 @@ class GroupNorm(Function):
         # Each (sample, group) row holds its group's channels, so (samples, channels) lines the partials up
         # by channel.
         return (_input_gradient(ctx, out, input, grad_output),
-                _summed_partials(need_weight, partial_weight.reshape(samples, channels), (channels,), x.dtype,
-                                 device, grad_output.device),
-                _summed_partials(need_bias, partial_bias.reshape(samples, channels), (channels,), x.dtype, device,
-                                 grad_output.device),
+                _summed_partials(need_weight, device.reshape(partial_weight, (samples, channels)), (channels,),
+                                 x.dtype, device, grad_output.device),
+                _summed_partials(need_bias, device.reshape(partial_bias, (samples, channels)), (channels,),
+                                 x.dtype, device, grad_output.device),
                 None, None)
 
 

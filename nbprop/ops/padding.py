@@ -1,5 +1,6 @@
 """Padding: torch.nn.functional.pad in constant, reflect, replicate and circular modes, with its adjoints."""
 
+import functools
 import math
 
 import numpy as np
@@ -13,22 +14,24 @@ class PadConstant(Function):
     @staticmethod
     def forward(ctx, x, pairs, value):
         shape = tuple(size + before + after for size, (before, after) in zip(x.shape, pairs))
-        out = DEVICES[x.device].full(shape, value, x.dtype)
+        device = DEVICES[x.device]
+        out = device.full(shape, value, x.dtype)
         # The input region that survives cropping and where it lands in the output.
         ctx.input_shape = x.shape
         ctx.input_region = tuple(slice(max(0, -before), size - max(0, -after))
                                  for size, (before, after) in zip(x.shape, pairs))
         ctx.output_region = tuple(slice(max(0, before), max(0, before) + max(0, region.stop - region.start))
                                   for (before, _), region in zip(pairs, ctx.input_region))
-        out[ctx.output_region] = x._data[ctx.input_region]
-        return Tensor._make(out, device=x.device)
+        device.write_region(out, ctx.output_region, device.region(x._data, ctx.input_region))
+        return Tensor._make(out, None, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):
         # The adjoint of padding is cropping: padded positions are constants, cropped ones were never read.
-        grad_input = DEVICES[grad_output.device].zeros(ctx.input_shape, grad_output.dtype)
-        grad_input[ctx.input_region] = grad_output._data[ctx.output_region]
-        return Tensor._make(grad_input, device=grad_output.device), None, None
+        device = DEVICES[grad_output.device]
+        grad_input = device.zeros(ctx.input_shape, grad_output.dtype)
+        device.write_region(grad_input, ctx.input_region, device.region(grad_output._data, ctx.output_region))
+        return Tensor._make(grad_input, None, grad_output.device), None, None
 
 
 class PadGather(Function):
@@ -39,24 +42,24 @@ class PadGather(Function):
         lead = x.shape[:x.ndim - count]
         ctx.input_shape, ctx.maps = x.shape, maps
         ctx.input_view = (math.prod(lead),) + (1,) * (3 - count) + x.shape[x.ndim - count:]
-        ctx.output_view = (math.prod(lead),) + tuple(len(index_map) for index_map in maps)
+        ctx.output_view = (math.prod(lead),) + tuple(index_map.size for index_map in maps)
         out = device.empty(lead + ctx.output_view[4 - count:], x.dtype)
-        device.call("pad_gather", device.asarray(x._data).reshape(ctx.input_view), *maps,
-                    out.reshape(ctx.output_view))
-        return Tensor._make(out, device=x.device)
+        device.call("pad_gather", device.reshape(device.contiguous(x._data), ctx.input_view), *maps,
+                    device.reshape(out, ctx.output_view))
+        return Tensor._make(out, None, x.device)
 
     @staticmethod
     def backward(ctx, grad_output):
         device = DEVICES[grad_output.device]
         inverses = []
         for index_map, size in zip(ctx.maps, ctx.input_view[1:]):
-            offsets, positions = device.empty(size + 1, np.int64), device.empty(len(index_map), np.int64)
+            offsets, positions = device.empty((size + 1,), np.int64), device.empty((index_map.size,), np.int64)
             device.call("pad_inverse_map", index_map, offsets, positions)
             inverses += [offsets, positions]
-        grad = device.asarray(grad_output._data).reshape(ctx.output_view)
+        grad = device.reshape(device.contiguous(grad_output._data), ctx.output_view)
         grad_input = device.empty(ctx.input_shape, grad_output.dtype)
-        device.call("pad_gather_backward", grad, *inverses, grad_input.reshape(ctx.input_view))
-        return Tensor._make(grad_input, device=grad_output.device), None, None
+        device.call("pad_gather_backward", grad, *inverses, device.reshape(grad_input, ctx.input_view))
+        return Tensor._make(grad_input, None, grad_output.device), None, None
 
 
 def pad(x, pad, mode="constant", value=None):
@@ -95,22 +98,21 @@ def pad(x, pad, mode="constant", value=None):
     if mode != "circular" and any(size == 0 for size in x.shape[x.ndim - count - 1 if x.ndim == count + 2 else 0:]):
         raise RuntimeError(f"pad: {mode} padding expects a {count + 1}D or {count + 2}D (batch mode) tensor with "
                            f"possibly 0 batch size and other non-zero dimensions, but got {list(x.shape)}")
-    maps = [np.zeros(1, np.int64)] * (3 - count)
+    device = DEVICES[x.device]
+    maps = [device.zeros((1,), np.int64)] * (3 - count)
     for dim in range(x.ndim - count, x.ndim):
-        maps.append(_index_map(mode, x.shape[dim], *pairs[dim], dim, x.shape))
+        _check_padding(mode, x.shape[dim], *pairs[dim], dim, x.shape)
+        maps.append(_index_map(x.device, mode, x.shape[dim], *pairs[dim]))
     return PadGather.apply(x, tuple(maps), count)
 
 
-def _index_map(mode, size, before, after, dim, shape):
-    """For each output position along one padded dimension, the input position it copies."""
-    output_size = size + before + after
-    positions = np.arange(output_size, dtype=np.int64) - before
+def _check_padding(mode, size, before, after, dim, shape):
+    """PyTorch's limits on reflect, replicate and circular padding of one dimension."""
     if mode == "circular":
         if before > size or after > size:
             raise RuntimeError(f"pad: circular padding ({before}, {after}) of dimension {dim} of input "
                                f"{list(shape)} causes wrapping around more than once")
-        start = max(0, -before)
-        kept = size - start - max(0, -after)
+        kept = size - max(0, -before) - max(0, -after)
         if kept < 0:
             raise RuntimeError(f"pad: negative padding ({before}, {after}) of dimension {dim} of input "
                                f"{list(shape)} results in an empty dimension")
@@ -118,15 +120,29 @@ def _index_map(mode, size, before, after, dim, shape):
             raise NotImplementedError(f"pad: circular padding ({before}, {after}) of dimension {dim} of input "
                                       f"{list(shape)} wraps around the {kept} elements left after cropping more "
                                       "than once")
-        # PyTorch crops the negative side first, then wraps around what is left.
-        return start + (positions + before - max(0, before)) % max(kept, 1)
-    if output_size < 1:
+        return
+    if size + before + after < 1:
         raise RuntimeError(f"pad: input (size {size} at dimension {dim} of {list(shape)}) is too small for "
-                           f"padding ({before}, {after}): calculated output size {output_size}")
-    if mode == "reflect":
-        if before >= size or after >= size:
-            raise RuntimeError(f"pad: padding size should be less than the corresponding input dimension, but "
-                               f"got padding ({before}, {after}) at dimension {dim} of input {list(shape)}")
-        positions = np.abs(positions)
-        return (size - 1) - np.abs((size - 1) - positions)
-    return np.clip(positions, 0, size - 1)
+                           f"padding ({before}, {after}): calculated output size {size + before + after}")
+    if mode == "reflect" and (before >= size or after >= size):
+        raise RuntimeError(f"pad: padding size should be less than the corresponding input dimension, but "
+                           f"got padding ({before}, {after}) at dimension {dim} of input {list(shape)}")
+
+
+@functools.lru_cache(maxsize=256)
+def _index_map(device, mode, size, before, after):
+    """For each output position along one padded dimension, the input position it copies: an int64 array on
+    `device` (a name), which no kernel writes, so one array serves every call with the same padding (the
+    Python loop that builds it runs once per padding, not per step)."""
+    positions = range(-before, size + after)
+    if mode == "circular":
+        # PyTorch crops the negative side first, then wraps around what is left.
+        start = max(0, -before)
+        kept = max(size - start - max(0, -after), 1)
+        shift = before - max(0, before)
+        host = [start + (position + shift) % kept for position in positions]
+    elif mode == "reflect":
+        host = [(size - 1) - abs((size - 1) - abs(position)) for position in positions]
+    else:
+        host = [min(max(position, 0), size - 1) for position in positions]
+    return DEVICES[device].asarray(host, np.int64)

@@ -73,24 +73,24 @@ def _reduce_3d(device, name, array, out_dtype):
         array, reduced = partial, partial.shape[1]
     out = device.empty((outer, 1, inner), out_dtype)
     device.call(name, array, builtins.max(reduced, 1), out, work=array.size if outer * inner > 1 else 0)
-    return out.reshape(outer, inner)
+    return device.reshape(out, (outer, inner))
 
 
 def reduce_dims(x, dims, name, out_dtype):
     """Reduce `dims` of x (sorted, non-empty) run by run, last run first: an array of the keepdim shape."""
     device = DEVICES[x.device]
-    array = x._data if x._data.flags.c_contiguous else device.copy(x._data)
+    array = device.contiguous(x._data)
     if not dims:  # a 0-d tensor: its value
         return device.astype(array, out_dtype)
     if dims[-1] - dims[0] == len(dims) - 1:  # one run of adjacent dimensions
         shape = array.shape
-        reduced = _reduce_3d(device, name, array.reshape(_folded(shape, dims[0], dims[-1] + 1)), out_dtype)
-        return reduced.reshape(shape[:dims[0]] + (1,) * len(dims) + shape[dims[-1] + 1:])
+        reduced = _reduce_3d(device, name, device.reshape(array, _folded(shape, dims[0], dims[-1] + 1)), out_dtype)
+        return device.reshape(reduced, shape[:dims[0]] + (1,) * len(dims) + shape[dims[-1] + 1:])
     shape = list(array.shape)
     for start, stop in reversed(_runs(dims)):
-        array = _reduce_3d(device, name, array.reshape(_folded(shape, start, stop)), out_dtype)
+        array = _reduce_3d(device, name, device.reshape(array, _folded(shape, start, stop)), out_dtype)
         shape[start:stop] = [1] * (stop - start)
-        array = array.reshape(shape)
+        array = device.reshape(array, tuple(shape))
     return array
 
 
@@ -99,38 +99,36 @@ def fold(x, dims):
     device = DEVICES[x.device]
     array = x._data
     if array.ndim == 0:
-        return array.reshape(1, 1, 1)
+        return device.reshape(array, (1, 1, 1))
     if dims == tuple(range(dims[0], dims[-1] + 1)):
-        if not array.flags.c_contiguous:
-            array = device.copy(array)
-        return array.reshape(_folded(array.shape, dims[0], dims[-1] + 1))
+        return device.reshape(device.contiguous(array), _folded(array.shape, dims[0], dims[-1] + 1))
     kept = [axis for axis in range(array.ndim) if axis not in dims]
-    moved = device.copy(array.transpose(kept + list(dims)))
+    moved = device.copy(device.permute(array, tuple(kept + list(dims))))
     outer = math.prod(array.shape[axis] for axis in kept)
-    return moved.reshape(outer, math.prod(array.shape[axis] for axis in dims), 1)
+    return device.reshape(moved, (outer, math.prod(array.shape[axis] for axis in dims), 1))
 
 
-def _unfold(array, shape, dims):
+def _unfold(device, array, shape, dims):
     """The inverse of `fold` for an (outer, reduced, inner) result: an array of `shape`."""
     if not shape or dims == tuple(range(dims[0], dims[-1] + 1)):
-        return array.reshape(shape)
+        return device.reshape(array, shape)
     kept = [axis for axis in range(len(shape)) if axis not in dims]
     order = kept + list(dims)
-    moved = array.reshape([shape[axis] for axis in order])
-    inverse = [order.index(axis) for axis in range(len(shape))]
-    return moved.transpose(inverse)
+    moved = device.reshape(array, tuple(shape[axis] for axis in order))
+    inverse = tuple(order.index(axis) for axis in range(len(shape)))
+    return device.permute(moved, inverse)
 
 
 def wrap(array, shape, device):
-    """`array` reshaped to `shape`, as a tensor on `device`."""
-    return Tensor._make(array.reshape(shape), device=device)
+    """`array` reshaped to `shape`, as a tensor on `device` (a name)."""
+    return Tensor._make(DEVICES[device].reshape(array, shape), None, device)
 
 
 def _expand_gradient(grad_output, ctx):
     """grad_output (result shape) broadcast back over the reduced dimensions: a stride-0 view, no copy."""
-    kept = Tensor._make(grad_output._data.reshape(ctx.kept_shape), grad_output._version_counter,
-                        grad_output.device)
-    return expand(kept, ctx.input_shape)
+    device = DEVICES[grad_output.device]
+    kept = device.reshape(grad_output._data, ctx.kept_shape)
+    return Tensor._make(device.expand(kept, ctx.input_shape), grad_output._version_counter, grad_output.device)
 
 
 def prepare(ctx, x, dims, keepdim):
@@ -158,7 +156,7 @@ class Sum(Function):
         if divisor == 1 and accumulator.dtype == dtype:
             return wrap(accumulator, shape, x.device)
         out = device.empty(accumulator.size, dtype)
-        device.call("divide_into", accumulator.reshape(-1), float(divisor), out, work=out.size)
+        device.call("divide_into", device.reshape(accumulator, (-1,)), float(divisor), out, work=out.size)
         return wrap(out, shape, x.device)
 
     @staticmethod
@@ -188,9 +186,9 @@ class Prod(Function):
         folded = fold(x, ctx.dims)
         grad_input = device.empty(folded.shape, folded.dtype)
         outer, inner = folded.shape[0], folded.shape[2]
-        device.call("prod_backward", device.asarray(grad_output._data).reshape(outer, inner),
-                folded, result._data.reshape(outer, inner), grad_input, work=folded.size)
-        return Tensor._make(_unfold(grad_input, ctx.input_shape, ctx.dims), device=x.device), None, None
+        device.call("prod_backward", device.reshape(device.contiguous(grad_output._data), (outer, inner)),
+                    folded, device.reshape(result._data, (outer, inner)), grad_input, work=folded.size)
+        return Tensor._make(_unfold(device, grad_input, ctx.input_shape, ctx.dims), None, x.device), None, None
 
 
 def _summable(x, dtype):
@@ -241,7 +239,7 @@ class Variance(Function):
         if root:
             device.map("sqrt", out, out)
         result = wrap(out, shape, x.device)
-        ctx.center = _unfold(center.reshape(outer, 1, inner), ctx.kept_shape, dims)
+        ctx.center = _unfold(device, device.reshape(center, (outer, 1, inner)), ctx.kept_shape, dims)
         ctx.degrees = reduced - correction
         ctx.root = root
         ctx.save_for_backward(x, result if root else None)
@@ -250,12 +248,13 @@ class Variance(Function):
     @staticmethod
     def backward(ctx, grad_output):
         x, result = ctx.saved_tensors
-        grad_output = Tensor._make(grad_output._data.reshape(ctx.kept_shape), device=grad_output.device)
+        device = DEVICES[x.device]
+        grad_output = Tensor._make(device.reshape(grad_output._data, ctx.kept_shape), None, grad_output.device)
         if ctx.root:
             # d sqrt(v) = dv / (2 sqrt(v)), set to 0 where the spread is 0 (PyTorch's std_backward).
-            spread = Tensor._make(result._data.reshape(ctx.kept_shape), device=result.device)
+            spread = Tensor._make(device.reshape(result._data, ctx.kept_shape), None, result.device)
             grad_output = elementwise.where(spread == 0, 0.0, grad_output / (spread * 2.0))
-        center = Tensor._make(ctx.center, device=x.device)
+        center = Tensor._make(ctx.center, None, x.device)
         if ctx.whole and ctx.degrees <= 0:
             # PyTorch's var over all elements with N <= correction: inf * grad, NaN where x is the mean.
             spread = expand(grad_output, ctx.input_shape)

@@ -13,28 +13,30 @@ class _Rows:
     """How a tensor is laid out as the (rows, n) C-contiguous array the kernels take: the reduced dimensions
     moved last (`order`), the moved shape, and the way back."""
 
-    __slots__ = ("inverse", "length", "moved_shape", "order", "rows")
+    __slots__ = ("inverse", "length", "moved", "moved_shape", "order", "rows", "rows_shape")
 
     def __init__(self, shape, dims):
         kept = [dim for dim in range(len(shape)) if dim not in dims]
         self.order = tuple(kept) + tuple(dims)
+        self.moved = self.order != tuple(range(len(shape)))
         self.inverse = tuple(sorted(range(len(shape)), key=self.order.__getitem__))
         self.moved_shape = tuple(shape[dim] for dim in self.order)
         self.rows = math.prod(shape[dim] for dim in kept)
         self.length = math.prod(shape[dim] for dim in dims)
+        self.rows_shape = (self.rows, self.length)
 
     def to_rows(self, array, device):
         """`array` as (rows, n): a view when the moved array is already C-contiguous, else a copy."""
-        if self.order != tuple(range(array.ndim)):
-            array = array.transpose(self.order)
-        if not array.flags.c_contiguous:
-            array = device.copy(array)
-        return array.reshape(self.rows, self.length)
+        if self.moved:
+            array = device.permute(array, self.order)
+        array = device.contiguous(array)
+        return array if array.shape == self.rows_shape else device.reshape(array, self.rows_shape)
 
-    def from_rows(self, array):
-        """A (rows, n) array back in the original dimension order (a view)."""
-        moved = array.reshape(self.moved_shape)
-        return moved if self.order == tuple(range(moved.ndim)) else moved.transpose(self.inverse)
+    def from_rows(self, array, device):
+        """A (rows, n) array back in the original dimension order and shape (a view)."""
+        if array.shape != self.moved_shape:  # a 2-D input reduced along its last dimension is already there
+            array = device.reshape(array, self.moved_shape)
+        return device.permute(array, self.inverse) if self.moved else array
 
 
 def _floating_input(x, op):
@@ -65,7 +67,7 @@ class _RowFunction(Function):
         rows = layout.to_rows(x._data, device)
         out = device.empty(rows.shape, rows.dtype)
         device.call(cls.kernel, rows, out)
-        result = Tensor._make(layout.from_rows(out).reshape(x.shape), device=x.device)
+        result = Tensor._make(layout.from_rows(out, device), None, x.device)
         ctx.save_for_backward(result)
         ctx.layout = layout
         return result
@@ -79,7 +81,7 @@ class _RowFunction(Function):
         grad_rows = layout.to_rows(grad_output._data, device)
         out = device.empty(result_rows.shape, result_rows.dtype)
         device.call(cls.backward_kernel, grad_rows, result_rows, out)
-        return Tensor._make(layout.from_rows(out).reshape(result.shape), device=grad_output.device), None
+        return Tensor._make(layout.from_rows(out, device), None, grad_output.device), None
 
 
 class Softmax(_RowFunction):
@@ -98,7 +100,7 @@ class Logsumexp(Function):
         rows = layout.to_rows(x._data, device)
         out = device.empty((layout.rows,), rows.dtype)
         device.call("logsumexp_rows", rows, out)
-        result = Tensor._make(out.reshape(result_shape), device=x.device)
+        result = Tensor._make(out if out.shape == result_shape else device.reshape(out, result_shape), None, x.device)
         ctx.save_for_backward(x, result)
         ctx.layout = layout
         return result
@@ -110,9 +112,13 @@ class Logsumexp(Function):
         layout = ctx.layout
         x_rows = layout.to_rows(x._data, device)
         out = device.empty(x_rows.shape, x_rows.dtype)
-        grad_rows = device.asarray(grad_output._data).reshape(layout.rows)
-        device.call("logsumexp_rows_backward", grad_rows, x_rows, result._data.reshape(layout.rows), out)
-        return Tensor._make(layout.from_rows(out).reshape(x.shape), device=grad_output.device), None, None
+        # grad_output and the result have the result's shape; the kernel reads them as (rows,).
+        grad_rows, result_rows = device.contiguous(grad_output._data), result._data
+        if result_rows.ndim != 1:
+            grad_rows = device.reshape(grad_rows, (layout.rows,))
+            result_rows = device.reshape(result_rows, (layout.rows,))
+        device.call("logsumexp_rows_backward", grad_rows, x_rows, result_rows, out)
+        return Tensor._make(layout.from_rows(out, device), None, grad_output.device), None, None
 
 
 def softmax(x, dim):

@@ -31,8 +31,9 @@ class Adadelta(Optimizer):
         return ("square_avg", "acc_delta")
 
     def _update(self, group, bucket, lr, fresh):
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "adadelta_step", bucket.flat_param, bucket.flat_grad, bucket.states["square_avg"],
-            bucket.states["acc_delta"], bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, bucket.active,
-            lr, float(group["rho"]), float(group["eps"]), float(group["weight_decay"]), bool(group["maximize"]),
-            work=bucket.size)
+            bucket.states["acc_delta"], bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment,
+            device.asarray(bucket.active), lr, float(group["rho"]), float(group["eps"]), float(group["weight_decay"]),
+            bool(group["maximize"]), work=bucket.size)

@@ -4,8 +4,11 @@ Named apart from torch.optim.Adafactor, whose formulation differs: the PyTorch n
 PyTorch-compatible class.
 """
 
+import math
+
 import numpy as np
 
+from nbprop.backend import DEVICES, HOST
 from nbprop.optim.lamb import _scratch
 from nbprop.optim.optimizer import Optimizer
 from nbprop.optim.shaped_state import ShapedStateMixin
@@ -13,10 +16,10 @@ from nbprop.optim.shaped_state import ShapedStateMixin
 
 def factored_dims(shape, factored, min_dim_size_to_factor):
     """optax's choice: the (second largest, largest) axes of `shape` when both have at least
-    min_dim_size_to_factor elements (ties broken by np.argsort), else None (no factoring)."""
+    min_dim_size_to_factor elements (ties broken by position, as NumPy's argsort), else None (no factoring)."""
     if not factored or len(shape) < 2:
         return None
-    sorted_dims = np.argsort(shape)
+    sorted_dims = sorted(range(len(shape)), key=shape.__getitem__)
     if shape[sorted_dims[-2]] < min_dim_size_to_factor:
         return None
     return int(sorted_dims[-2]), int(sorted_dims[-1])
@@ -90,15 +93,18 @@ class OptaxAdafactor(ShapedStateMixin, Optimizer):
         if dims is None:
             return {"v": (shape, dtype)}
         second, largest = dims
-        return {"v_row": (tuple(np.delete(shape, largest)), dtype), "v_col": (tuple(np.delete(shape, second)), dtype)}
+        return {"v_row": (shape[:largest] + shape[largest + 1:], dtype),
+                "v_col": (shape[:second] + shape[second + 1:], dtype)}
 
     def _layout(self, bucket):
-        """The kernel's description of the bucket's factored parameters, made once per bucket."""
+        """The kernel's description of the bucket's factored parameters, made once per bucket (in host memory,
+        then on the bucket's device)."""
         layout = getattr(bucket, "adafactor_layout", None)
         if layout is not None:
             return layout
         count = len(bucket.params)
-        factored = np.zeros(count, np.bool_)
+        host = DEVICES[HOST]
+        factored = host.zeros((count,), np.bool_)
         info, unit_factor, unit_outer = [], [], []
         for index, shape in enumerate(bucket.shapes):
             if "v_row" not in bucket.extra_shapes[index]:
@@ -106,32 +112,34 @@ class OptaxAdafactor(ShapedStateMixin, Optimizer):
             factored[index] = True
             second, largest = factored_dims(shape, True, 0)
             first_axis, last_axis = sorted((second, largest))
-            outer = (int(np.prod(shape[:first_axis])), int(np.prod(shape[first_axis + 1:last_axis])),
-                     int(np.prod(shape[last_axis + 1:])))
+            outer = (math.prod(shape[:first_axis]), math.prod(shape[first_axis + 1:last_axis]),
+                     math.prod(shape[last_axis + 1:]))
             info.append((index, outer[0], shape[first_axis], outer[1], shape[last_axis], outer[2],
                          bucket.extra_offsets["v_row"][index], bucket.extra_offsets["v_col"][index],
                          int(largest == last_axis)))
             positions = outer[0] * outer[1] * outer[2]
             unit_factor.extend([len(info) - 1] * positions)
             unit_outer.extend(range(positions))
-        moment_offsets = bucket.extra_offsets.get("v", np.zeros(count + 1, np.int64))
-        layout = bucket.adafactor_layout = (
-            factored, np.array(info, np.int64).reshape(-1, 9), np.array(unit_factor, np.int64),
-            np.array(unit_outer, np.int64), moment_offsets)
+        moment_offsets = bucket.extra_offsets.get("v", host.zeros((count + 1,), np.int64))
+        arrays = (factored, host.reshape(host.asarray(info, np.int64), (len(info), 9)),
+                  host.asarray(unit_factor, np.int64), host.asarray(unit_outer, np.int64), moment_offsets)
+        layout = bucket.adafactor_layout = tuple(bucket.device.asarray(array) for array in arrays)
         return layout
 
     def _update(self, group, bucket, lr, fresh):
         self._extras(bucket, group)
         factored, info, unit_factor, unit_outer, moment_offsets = self._layout(bucket)
-        empty = bucket.flat_grad[:0]
+        empty = bucket.empty
         threshold = group["clipping_threshold"]
         momentum = group["momentum"]
         decay = group["weight_decay_rate"]
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "adafactor_step", bucket.flat_param, bucket.flat_grad, _scratch(bucket), bucket.extra.get("v", empty),
             bucket.extra.get("v_row", empty), bucket.extra.get("v_col", empty), bucket.states.get("exp_avg", empty),
-            bucket.offsets, moment_offsets, factored, info, unit_factor, unit_outer, bucket.chunk_start,
-            bucket.chunk_end, bucket.chunk_segment, bucket.active, bucket.steps, lr, float(group["decay_rate"]),
-            float(group["decay_offset"]), float(group["eps"]), 0.0 if threshold is None else float(threshold),
-            1e-3 if group["multiply_by_parameter_scale"] else 0.0, -1.0 if momentum is None else float(momentum),
-            0.0 if decay is None else float(decay), bool(group["maximize"]), work=bucket.size)
+            bucket.device_offsets, moment_offsets, factored, info, unit_factor, unit_outer, bucket.chunk_start,
+            bucket.chunk_end, bucket.chunk_segment, device.asarray(bucket.active), device.asarray(bucket.steps), lr,
+            float(group["decay_rate"]), float(group["decay_offset"]), float(group["eps"]),
+            0.0 if threshold is None else float(threshold), 1e-3 if group["multiply_by_parameter_scale"] else 0.0,
+            -1.0 if momentum is None else float(momentum), 0.0 if decay is None else float(decay),
+            bool(group["maximize"]), work=bucket.size)

@@ -1,7 +1,10 @@
 """Adafactor: torch.optim.Adafactor's update (factored second moments over the last two axes, relative steps)."""
 
+import math
+
 import numpy as np
 
+from nbprop.backend import DEVICES, HOST
 from nbprop.optim.lamb import _scratch
 from nbprop.optim.optimizer import Optimizer
 from nbprop.optim.shaped_state import ShapedStateMixin
@@ -65,15 +68,17 @@ class Adafactor(ShapedStateMixin, Optimizer):
         return {"row_var": (shape[:-1] + (1,), dtype), "col_var": (shape[:-2] + (1, shape[-1]), dtype)}
 
     def _layout(self, bucket):
-        """The kernel's description of the bucket's parameters, made once per bucket."""
+        """The kernel's description of the bucket's parameters, made once per bucket (in host memory, then on
+        the bucket's device)."""
         layout = getattr(bucket, "adafactor_torch_layout", None)
         if layout is not None:
             return layout
         count = len(bucket.params)
-        factored = np.zeros(count, np.bool_)
-        rows = np.zeros(count, np.int64)
-        columns = np.zeros(count, np.int64)
-        unit_start = np.zeros(count, np.int64)
+        host = DEVICES[HOST]
+        factored = host.zeros((count,), np.bool_)
+        rows = host.zeros((count,), np.int64)
+        columns = host.zeros((count,), np.int64)
+        unit_start = host.zeros((count,), np.int64)
         unit_segment, unit_batch = [], []
         for index, shape in enumerate(bucket.shapes):
             unit_start[index] = len(unit_segment)
@@ -81,14 +86,14 @@ class Adafactor(ShapedStateMixin, Optimizer):
                 continue
             factored[index] = True
             rows[index], columns[index] = shape[-2], shape[-1]
-            batches = int(np.prod(shape[:-2]))
+            batches = math.prod(shape[:-2])
             unit_segment.extend([index] * batches)
             unit_batch.extend(range(batches))
-        no_state = np.zeros(count + 1, np.int64)
-        layout = bucket.adafactor_torch_layout = (
-            factored, rows, columns, unit_start, np.array(unit_segment, np.int64), np.array(unit_batch, np.int64),
-            bucket.extra_offsets.get("variance", no_state), bucket.extra_offsets.get("row_var", no_state),
-            bucket.extra_offsets.get("col_var", no_state))
+        no_state = host.zeros((count + 1,), np.int64)
+        arrays = (factored, rows, columns, unit_start, host.asarray(unit_segment, np.int64),
+                  host.asarray(unit_batch, np.int64), bucket.extra_offsets.get("variance", no_state),
+                  bucket.extra_offsets.get("row_var", no_state), bucket.extra_offsets.get("col_var", no_state))
+        layout = bucket.adafactor_torch_layout = tuple(bucket.device.asarray(array) for array in arrays)
         return layout
 
     @staticmethod
@@ -109,17 +114,19 @@ class Adafactor(ShapedStateMixin, Optimizer):
             column_offsets = self._layout(bucket)
         # Per-parameter scalars in float64, as torch's Python floats; parameters without state yet (step 0) are
         # inactive, and are taken at step 1 only to keep 0^beta2_decay out.
-        steps = np.maximum(bucket.steps, 1.0)
+        steps = bucket.steps.clip(1.0)
         weights = steps ** float(group["beta2_decay"])
-        relative_steps = np.minimum(lr, 1.0 / steps ** 0.5)
+        relative_steps = (1.0 / steps ** 0.5).clip(None, lr)
         weight_decay = float(group["weight_decay"])
         eps1 = self._epsilon1(group)
         scalar = bucket.dtype.type
-        empty = bucket.flat_grad[:0]
-        bucket.device.call(
+        empty = bucket.empty
+        device = bucket.device
+        device.call(
             "adafactor_torch_step", bucket.flat_param, bucket.flat_grad, _scratch(bucket),
             bucket.extra.get("variance", empty), bucket.extra.get("row_var", empty), bucket.extra.get("col_var", empty),
-            bucket.offsets, variance_offsets, row_offsets, column_offsets, factored, rows, columns, unit_start,
-            unit_segment, unit_batch, bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, bucket.active,
-            weights, relative_steps, 1.0 - lr * weight_decay if weight_decay != 0.0 else 1.0, scalar(eps1),
-            scalar(eps1 * eps1), float(group["eps"][1]), float(group["d"]), bool(group["maximize"]), work=bucket.size)
+            bucket.device_offsets, variance_offsets, row_offsets, column_offsets, factored, rows, columns, unit_start,
+            unit_segment, unit_batch, bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment,
+            device.asarray(bucket.active), device.asarray(weights), device.asarray(relative_steps),
+            1.0 - lr * weight_decay if weight_decay != 0.0 else 1.0, scalar(eps1), scalar(eps1 * eps1),
+            float(group["eps"][1]), float(group["d"]), bool(group["maximize"]), work=bucket.size)

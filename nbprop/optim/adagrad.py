@@ -1,7 +1,5 @@
 """Adagrad: PyTorch's adaptive gradient method (learning-rate decay, weight decay, initial accumulator)."""
 
-import numpy as np
-
 from nbprop.optim.optimizer import Optimizer
 
 
@@ -35,13 +33,15 @@ class Adagrad(Optimizer):
         return True
 
     def _initialize(self, bucket, index, group):
-        bucket.segment("sum", index)[...] = group["initial_accumulator_value"]
+        bucket.device.fill(bucket.segment("sum", index), group["initial_accumulator_value"])
 
     def _update(self, group, bucket, lr, fresh):
         # The decayed learning rate per parameter in float64 (as PyTorch's Python float), then in the dtype.
-        clr = (lr / (1.0 + (np.maximum(bucket.steps, 1.0) - 1.0) * float(group["lr_decay"]))).astype(bucket.dtype)
+        clr = (lr / (1.0 + (bucket.steps.clip(1.0) - 1.0) * float(group["lr_decay"]))).astype(bucket.dtype)
         scalar = bucket.dtype.type
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "adagrad_step", bucket.flat_param, bucket.flat_grad, bucket.states["sum"], bucket.chunk_start,
-            bucket.chunk_end, bucket.chunk_segment, bucket.active, clr, scalar(group["weight_decay"]),
+            bucket.chunk_end, bucket.chunk_segment, device.asarray(bucket.active), device.asarray(clr),
+            scalar(group["weight_decay"]),
             scalar(group["eps"]), bool(group["maximize"]), work=bucket.size)

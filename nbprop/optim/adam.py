@@ -1,7 +1,5 @@
 """Adam and AdamW: PyTorch's adaptive moment estimation, with L2 or decoupled weight decay, and AMSGrad."""
 
-import numpy as np
-
 from nbprop.optim.optimizer import Optimizer, check_moment_hyperparameters
 
 
@@ -42,17 +40,19 @@ class Adam(Optimizer):
         beta1, beta2 = float(group["betas"][0]), float(group["betas"][1])
         weight_decay = float(group["weight_decay"])
         # Bias corrections per parameter in float64 (as PyTorch's Python floats), then in the parameters' dtype.
-        steps = np.maximum(bucket.steps, 1.0)
+        # The steps are in host memory; a parameter not started yet counts as at step 1 (NumPy's ** 0.5 is sqrt).
+        steps = bucket.steps.clip(1.0)
         step_size = (lr / (1.0 - beta1 ** steps)).astype(bucket.dtype)
-        bias_correction2_sqrt = np.sqrt(1.0 - beta2 ** steps).astype(bucket.dtype)
+        bias_correction2_sqrt = ((1.0 - beta2 ** steps) ** 0.5).astype(bucket.dtype)
         scalar = bucket.dtype.type
-        maximum = bucket.states.get("max_exp_avg_sq", bucket.flat_grad[:0])
-        bucket.device.call(
+        maximum = bucket.states.get("max_exp_avg_sq", bucket.empty)
+        device = bucket.device
+        device.call(
             "adam_step", bucket.flat_param, bucket.flat_grad, bucket.states["exp_avg"], bucket.states["exp_avg_sq"],
-            maximum, bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, bucket.active, step_size,
-            bias_correction2_sqrt, scalar(beta2), scalar(1.0 - beta1), scalar(1.0 - beta2), scalar(group["eps"]),
-            scalar(weight_decay), scalar(1.0 - lr * weight_decay), bool(group["decoupled_weight_decay"]),
-            bool(group["amsgrad"]), bool(group["maximize"]), work=bucket.size)
+            maximum, bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, device.asarray(bucket.active),
+            device.asarray(step_size), device.asarray(bias_correction2_sqrt), scalar(beta2), scalar(1.0 - beta1),
+            scalar(1.0 - beta2), scalar(group["eps"]), scalar(weight_decay), scalar(1.0 - lr * weight_decay),
+            bool(group["decoupled_weight_decay"]), bool(group["amsgrad"]), bool(group["maximize"]), work=bucket.size)
 
 
 class AdamW(Adam):

@@ -27,8 +27,10 @@ class Adamax(Optimizer):
 
     def _update(self, group, bucket, lr, fresh):
         beta1, beta2 = group["betas"]
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "adamax_step", bucket.flat_param, bucket.flat_grad, bucket.states["exp_avg"], bucket.states["exp_inf"],
-            bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, bucket.active, bucket.steps, lr,
+            bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, device.asarray(bucket.active),
+            device.asarray(bucket.steps), lr,
             float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]), bool(group["maximize"]),
             work=bucket.size)

@@ -42,19 +42,23 @@ class ASGD(ShapedStateMixin, Optimizer):
     def _initialize_extra(self, bucket, index, group):
         lr = group["lr"]
         # A schedule's value is set at the first step (see _update); a float is known now.
-        self._extra_segment(bucket, "eta", index)[...] = 0.0 if callable(lr) else lr
-        self._extra_segment(bucket, "mu", index)[...] = 1.0
+        bucket.device.fill(self._extra_segment(bucket, "eta", index), 0.0 if callable(lr) else lr)
+        bucket.device.fill(self._extra_segment(bucket, "mu", index), 1.0)
 
     def _update(self, group, bucket, lr, fresh):
         eta, mu = bucket.extra["eta"], bucket.extra["mu"]
-        # One 0-d eta and mu per parameter, so their flat arrays are indexed by parameter.
-        eta[fresh] = lr
-        bucket.device.call(
-            "asgd_step", bucket.flat_param, bucket.flat_grad, bucket.states["ax"], eta, mu, bucket.chunk_start,
-            bucket.chunk_end, bucket.chunk_segment, bucket.active, float(group["lambd"]),
-            float(group["weight_decay"]), bool(group["maximize"]), work=bucket.size)
+        device = bucket.device
+        # One 0-d eta and mu per parameter, so their flat arrays are indexed by parameter; the new values are
+        # computed in host memory (float64, as PyTorch's Python floats) and rounded into the float32 state.
+        if fresh.any():
+            device.write_positions(eta, device.asarray(fresh.nonzero()[0]), lr)
         active = bucket.active
+        device.call(
+            "asgd_step", bucket.flat_param, bucket.flat_grad, bucket.states["ax"], eta, mu, bucket.chunk_start,
+            bucket.chunk_end, bucket.chunk_segment, device.asarray(active), float(group["lambd"]),
+            float(group["weight_decay"]), bool(group["maximize"]), work=bucket.size)
+        positions = device.asarray(active.nonzero()[0])
         steps = bucket.steps[active]
         lambd, alpha = float(group["lambd"]), float(group["alpha"])
-        eta[active] = lr / ((1.0 + lambd * lr * steps) ** alpha)
-        mu[active] = 1.0 / np.maximum(1.0, steps - float(group["t0"]))
+        device.write_positions(eta, positions, device.asarray(lr / ((1.0 + lambd * lr * steps) ** alpha)))
+        device.write_positions(mu, positions, device.asarray(1.0 / (steps - float(group["t0"])).clip(1.0)))

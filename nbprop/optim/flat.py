@@ -4,14 +4,19 @@ The parameters' `_data` become views into the flat buffer (Parameter objects, sh
 that one kernel call updates them all. Gradients are gathered into a flat gradient buffer each step; a
 bucket that lends its gradient views makes the backward pass write the gradients there in the first place
 (see `lend_grad`), so that gathering finds them in place.
+
+The buffers live on the parameters' device. The per-parameter bookkeeping (`steps`, `initialized`, `active`,
+the offsets) lives in host memory, where Python reads and writes it, as PyTorch keeps 'step' on the CPU;
+kernels get it through `device.asarray`, which costs nothing on the CPU.
 """
 
+import itertools
 import sys
 import weakref
 
 import numpy as np
 
-from nbprop.backend import DEVICES
+from nbprop.backend import DEVICES, HOST
 
 # Chunks of at most this many elements: threads share a large parameter evenly.
 CHUNK_LENGTH = 4096
@@ -29,45 +34,66 @@ def _lender(bucket, index):
     return lend
 
 
+def offsets_of(sizes):
+    """[0, sizes[0], sizes[0] + sizes[1], ...]: where each of consecutive segments of `sizes` starts (host int64)."""
+    return DEVICES[HOST].asarray([0, *itertools.accumulate(sizes)], np.int64)
+
+
+def copy_state(device, destination, source_device, source):
+    """Copy `source` (an array on `source_device`) into `destination` (on `device`), converting its dtype."""
+    if source_device is not device:
+        source = device.asarray(source_device.to_numpy(source))
+    device.copy_into(destination, source)
+
+
 class FlatBucket:
-    """Parameters of one dtype in one contiguous buffer; `states[name]` flat arrays of the same layout."""
+    """Parameters of one device and dtype in one contiguous buffer; `states[name]` flat arrays of the same layout
+    on that device. `empty` is an empty array of the dtype, for a kernel's unused state."""
 
     def __init__(self, params, state_names, lend_grads=True):
         self.params = list(params)
         self.dtype = self.params[0]._data.dtype
-        self.device = DEVICES[self.params[0].device]
+        self.device = device = DEVICES[self.params[0].device]
         self.shapes = [p._data.shape for p in self.params]
         sizes = [p._data.size for p in self.params]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+        self.offsets = offsets_of(sizes)
         self.size = int(self.offsets[-1])
-        self.flat_param = self.device.empty(self.size, self.dtype)
+        self.flat_param = device.empty((self.size,), self.dtype)
         self.views = []
         for index, parameter in enumerate(self.params):
-            view = self.flat_param[self.offsets[index]:self.offsets[index + 1]].reshape(self.shapes[index])
-            view[...] = parameter._data
+            view = self._segment_of(self.flat_param, index)
+            device.copy_into(view, parameter._data)
             parameter._data = view
             self.views.append(view)
-        self.flat_grad = self.device.zeros(self.size, self.dtype)
-        self.grad_views = [self.flat_grad[self.offsets[index]:self.offsets[index + 1]].reshape(shape)
-                           for index, shape in enumerate(self.shapes)]
+        self.flat_grad = device.zeros((self.size,), self.dtype)
+        self.grad_views = [self._segment_of(self.flat_grad, index) for index in range(len(self.params))]
+        self.empty = device.empty((0,), self.dtype)
         # The reference counts of a gradient view and of the flat buffer while only the bucket holds them.
         self._free_counts = self._reference_counts(0) if self.params else None
         for index, parameter in enumerate(self.params):
             parameter._grad_lender = _lender(self, index) if lend_grads else None
-        self.states = {name: self.device.zeros(self.size, self.dtype) for name in state_names}
+        self.states = {name: device.zeros((self.size,), self.dtype) for name in state_names}
         count = len(self.params)
-        self.steps = np.zeros(count, np.float64)
-        self.initialized = np.zeros(count, np.bool_)
-        self.active = np.zeros(count, np.bool_)
+        host = DEVICES[HOST]
+        self.steps = host.zeros((count,), np.float64)
+        self.initialized = host.zeros((count,), np.bool_)
+        self.active = host.zeros((count,), np.bool_)
         starts, ends, segments = [], [], []
         for index, size in enumerate(sizes):
             for start in range(0, size, CHUNK_LENGTH):
                 starts.append(self.offsets[index] + start)
                 ends.append(self.offsets[index] + min(start + CHUNK_LENGTH, size))
                 segments.append(index)
-        self.chunk_start = np.array(starts, np.int64)
-        self.chunk_end = np.array(ends, np.int64)
-        self.chunk_segment = np.array(segments, np.int64)
+        self.chunk_start = device.asarray(starts, np.int64)
+        self.chunk_end = device.asarray(ends, np.int64)
+        self.chunk_segment = device.asarray(segments, np.int64)
+        self.device_offsets = device.asarray(self.offsets)
+
+    def _segment_of(self, flat, index):
+        """Parameter `index`'s part of the flat array `flat`, a view in the parameter's shape."""
+        device = self.device
+        region = device.region(flat, (slice(int(self.offsets[index]), int(self.offsets[index + 1])),))
+        return device.view(region, self.shapes[index])
 
     def is_current(self):
         """Whether every parameter still holds its view (a `.to(dtype)` or an assignment replaces it)."""
@@ -90,7 +116,7 @@ class FlatBucket:
 
     def segment(self, name, index):
         """Parameter `index`'s slice of state `name`, in the parameter's shape."""
-        return self.states[name][self.offsets[index]:self.offsets[index + 1]].reshape(self.shapes[index])
+        return self._segment_of(self.states[name], index)
 
     def gather_grads(self, op):
         """Make `flat_grad` hold the gradients (those written into lent views are there already, the others
@@ -103,9 +129,8 @@ class FlatBucket:
             if all(array is view for array, view in zip(arrays, self.grad_views)):
                 self.active.fill(True)
                 return True
-            if [a.shape for a in arrays] == self.shapes and all(a.dtype == self.dtype for a in arrays) \
-                    and not any(a.base is self.flat_grad for a in arrays):
-                np.concatenate([a.reshape(-1) for a in arrays], out=self.flat_grad)
+            if [a.shape for a in arrays] == self.shapes and all(a.dtype == self.dtype for a in arrays):
+                self.device.concatenate_into(arrays, self.flat_grad)
                 self.active.fill(True)
                 return True
         any_active = False

@@ -32,16 +32,18 @@ class LAMB(Optimizer):
 
     def _update(self, group, bucket, lr, fresh):
         beta1, beta2 = group["betas"]
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "lamb_step", bucket.flat_param, bucket.flat_grad, _scratch(bucket), bucket.states["exp_avg"],
-            bucket.states["exp_avg_sq"], bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, bucket.active,
-            bucket.steps, lr, float(beta1), float(beta2), float(group["eps"]), float(group["eps_root"]),
-            float(group["weight_decay"]), bool(group["maximize"]), work=bucket.size)
+            bucket.states["exp_avg_sq"], bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment,
+            device.asarray(bucket.active), device.asarray(bucket.steps), lr, float(beta1), float(beta2),
+            float(group["eps"]), float(group["eps_root"]), float(group["weight_decay"]), bool(group["maximize"]),
+            work=bucket.size)
 
 
 def _scratch(bucket):
     """A flat buffer of the bucket's layout for the update between the kernel's passes, made once."""
     scratch = getattr(bucket, "update_scratch", None)
     if scratch is None:
-        scratch = bucket.update_scratch = bucket.device.empty(bucket.size, bucket.dtype)
+        scratch = bucket.update_scratch = bucket.device.empty((bucket.size,), bucket.dtype)
     return scratch

@@ -31,7 +31,8 @@ class Lion(Optimizer):
 
     def _update(self, group, bucket, lr, fresh):
         beta1, beta2 = group["betas"]
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "lion_step", bucket.flat_param, bucket.flat_grad, bucket.states["exp_avg"], bucket.chunk_start,
-            bucket.chunk_end, bucket.chunk_segment, bucket.active, lr, float(beta1), float(beta2),
+            bucket.chunk_end, bucket.chunk_segment, device.asarray(bucket.active), lr, float(beta1), float(beta2),
             float(group["weight_decay"]), bool(group["maximize"]), work=bucket.size)

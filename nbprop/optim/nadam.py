@@ -1,9 +1,8 @@
 """NAdam: PyTorch's Adam with Nesterov momentum and momentum decay, with NAdamW's decoupled weight decay."""
 
-import numpy as np
-
+from nbprop.backend import DEVICES, HOST
 from nbprop.dtypes import get_default_dtype
-from nbprop.optim.optimizer import Optimizer, _as_array, check_moment_hyperparameters
+from nbprop.optim.optimizer import Optimizer, check_moment_hyperparameters, host_array
 from nbprop.tensor import Tensor
 
 
@@ -37,12 +36,13 @@ class NAdam(Optimizer):
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq")
 
-    # 'mu_product' is one scalar per parameter: a per-bucket array beside the flat state, indexed like `steps`.
+    # 'mu_product' is one scalar per parameter: a per-bucket array beside the flat state, indexed like `steps`,
+    # in host memory as PyTorch's (a CPU tensor unless capturable).
 
     def _products(self, bucket):
         products = getattr(bucket, "mu_product", None)
         if products is None:
-            products = np.ones(len(bucket.params), self._product_dtype)
+            products = DEVICES[HOST].full((len(bucket.params),), 1.0, self._product_dtype)
             bucket.mu_product = products
         return products
 
@@ -53,7 +53,7 @@ class NAdam(Optimizer):
         super()._publish(bucket, index, group)
         parameter = bucket.params[index]
         entry = self.state[parameter]
-        product = Tensor._make(self._products(bucket)[index:index + 1].reshape(()))
+        product = Tensor._make(self._products(bucket)[index:index + 1].reshape(()), None, HOST)
         # PyTorch's order of the state entries.
         self.state[parameter] = {"step": entry.pop("step"), "mu_product": product, **entry}
 
@@ -82,7 +82,7 @@ class NAdam(Optimizer):
             entry = dict(entry)
             product = entry.pop("mu_product", None)
             if product is not None:
-                loaded_products[key] = float(_as_array(product).reshape(-1)[0])
+                loaded_products[key] = float(host_array(product).reshape(-1)[0])
             elif any(value is not None for value in entry.values()):
                 raise ValueError(f"NAdam.load_state_dict: the state of parameter {key} has no 'mu_product'")
             state[key] = entry
@@ -101,8 +101,10 @@ class NAdam(Optimizer):
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (bucket.steps[active] * momentum_decay))
         # PyTorch's `mu_product *= mu` rounds the Python float mu to mu_product's dtype before multiplying.
         products[active] *= mu.astype(products.dtype)
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "nadam_step", bucket.flat_param, bucket.flat_grad, bucket.states["exp_avg"], bucket.states["exp_avg_sq"],
-            products, bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, active, bucket.steps, lr,
-            float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]), momentum_decay,
-            bool(group["decoupled_weight_decay"]), bool(group["maximize"]), work=bucket.size)
+            device.asarray(products), bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment,
+            device.asarray(active), device.asarray(bucket.steps), lr, float(beta1), float(beta2), float(group["eps"]),
+            float(group["weight_decay"]), momentum_decay, bool(group["decoupled_weight_decay"]),
+            bool(group["maximize"]), work=bucket.size)

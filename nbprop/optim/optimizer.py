@@ -11,8 +11,9 @@ at the number of steps the group has already taken (the largest 'step' of its pa
 
 import numpy as np
 
+from nbprop.backend import DEVICES, HOST
 from nbprop.grad_mode import enable_grad, no_grad
-from nbprop.optim.flat import FlatBucket
+from nbprop.optim.flat import FlatBucket, copy_state
 from nbprop.tensor import Tensor
 
 
@@ -24,13 +25,14 @@ class _RequiredParameter:
 required = _RequiredParameter()
 
 
-def _as_array(value):
-    """The values of an nbprop Tensor, a PyTorch tensor or an array, as a NumPy array."""
+def host_array(value):
+    """The values of an nbprop Tensor (on any device), a PyTorch tensor or an array, as a NumPy array in host
+    memory (for reading a state dict: it may share memory with `value`)."""
     if isinstance(value, Tensor):
-        return value._data
+        return DEVICES[value.device].to_numpy(value._data)
     if hasattr(value, "detach") and hasattr(value, "numpy"):
         return value.detach().cpu().numpy()
-    return np.asarray(value)
+    return DEVICES[HOST].asarray(value)
 
 
 class Optimizer:
@@ -125,24 +127,24 @@ class Optimizer:
         for bucket in self._buckets[group_index] or ():
             for index, parameter in enumerate(bucket.params):
                 if bucket.initialized[index]:
-                    saved[id(parameter)] = (bucket.steps[index],
-                                            {name: np.array(bucket.segment(name, index)) for name in bucket.states})
-        by_dtype = {}
+                    saved[id(parameter)] = (bucket.steps[index], bucket.device, {
+                        name: bucket.device.copy(bucket.segment(name, index)) for name in bucket.states})
+        by_kind = {}
         for parameter in group["params"]:
-            by_dtype.setdefault(parameter._data.dtype, []).append(parameter)
+            by_kind.setdefault((parameter.device, parameter._data.dtype), []).append(parameter)
         state_names = self._state_names(group)
-        buckets = [FlatBucket(params, state_names, self._lends_grads) for params in by_dtype.values()]
+        buckets = [FlatBucket(params, state_names, self._lends_grads) for params in by_kind.values()]
         self._buckets[group_index] = buckets
         self._group_ids = None
         for bucket in buckets:
             for index, parameter in enumerate(bucket.params):
                 self.state.pop(parameter, None)
                 if id(parameter) in saved:
-                    step, arrays = saved[id(parameter)]
+                    step, device, arrays = saved[id(parameter)]
                     bucket.steps[index] = step
                     for name, array in arrays.items():
                         if name in bucket.states:
-                            bucket.segment(name, index)[...] = array
+                            copy_state(bucket.device, bucket.segment(name, index), device, array)
                     self._publish(bucket, index, group)
                 elif self._initialize_eagerly(group):
                     self._start(bucket, index, group)
@@ -183,7 +185,7 @@ class Optimizer:
     def _start(self, bucket, index, group):
         bucket.steps[index] = 0.0
         for name in bucket.states:
-            bucket.segment(name, index)[...] = 0
+            bucket.device.fill(bucket.segment(name, index), 0)
         self._initialize(bucket, index, group)
         self._publish(bucket, index, group)
 
@@ -192,9 +194,11 @@ class Optimizer:
         bucket.initialized[index] = True
         entry = {}
         if self._has_step:
-            entry["step"] = Tensor._make(bucket.steps[index:index + 1].reshape(()))
+            # In host memory, as PyTorch's 'step' (a CPU tensor whatever the parameter's device).
+            entry["step"] = Tensor._make(bucket.steps[index:index + 1].reshape(()), None, HOST)
+        device = bucket.params[index].device
         for name in bucket.states:
-            entry[name] = Tensor._make(bucket.segment(name, index))
+            entry[name] = Tensor._make(bucket.segment(name, index), None, device)
         if entry:
             self.state[bucket.params[index]] = entry
 
@@ -233,7 +237,7 @@ class Optimizer:
                     continue
                 fresh = bucket.active & ~bucket.initialized
                 if fresh.any():
-                    for index in np.flatnonzero(fresh):
+                    for index in fresh.nonzero()[0]:
                         self._start(bucket, index, group)
                 bucket.steps[bucket.active] += 1.0
                 self._update(group, bucket, float(lr), fresh)
@@ -262,8 +266,9 @@ class Optimizer:
                     continue
                 copied = {}
                 for key, value in entry.items():
-                    array = np.array(value._data)
-                    copied[key] = Tensor._make(array.astype(np.float32) if key == "step" else array)
+                    device = DEVICES[value.device]
+                    array = device.astype(value._data, np.float32) if key == "step" else device.copy(value._data)
+                    copied[key] = Tensor._make(array, None, value.device)
                 state[indices[id(parameter)]] = copied
         return {"state": state, "param_groups": groups}
 
@@ -295,7 +300,7 @@ class Optimizer:
                                  f"{sorted(unknown)}; expected {sorted(names)}")
             arrays = {}
             for name, value in values.items():
-                array = _as_array(value)
+                array = host_array(value)
                 expected = () if name == "step" else parameter._data.shape
                 if array.shape != expected and not (name == "step" and array.size == 1):
                     raise ValueError(f"{self.__class__.__name__}.load_state_dict: state {name!r} of parameter {key} "
@@ -319,7 +324,8 @@ class Optimizer:
                         if name == "step":
                             bucket.steps[index] = float(array.reshape(-1)[0])
                         else:
-                            bucket.segment(name, index)[...] = array
+                            bucket.device.copy_into(bucket.segment(name, index),
+                                                    bucket.device.asarray(array, bucket.dtype))
 
 
 def check_moment_hyperparameters(group):

@@ -30,8 +30,10 @@ class RAdam(Optimizer):
 
     def _update(self, group, bucket, lr, fresh):
         beta1, beta2 = group["betas"]
-        bucket.device.call(
-            "radam_step", bucket.flat_param, bucket.flat_grad, bucket.states["exp_avg"],
-            bucket.states["exp_avg_sq"], bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, bucket.active,
-            bucket.steps, lr, float(beta1), float(beta2), float(group["eps"]), float(group["weight_decay"]),
-            bool(group["decoupled_weight_decay"]), bool(group["maximize"]), work=bucket.size)
+        device = bucket.device
+        device.call(
+            "radam_step", bucket.flat_param, bucket.flat_grad, bucket.states["exp_avg"], bucket.states["exp_avg_sq"],
+            bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, device.asarray(bucket.active),
+            device.asarray(bucket.steps), lr, float(beta1), float(beta2), float(group["eps"]),
+            float(group["weight_decay"]), bool(group["decoupled_weight_decay"]), bool(group["maximize"]),
+            work=bucket.size)

@@ -34,12 +34,13 @@ class RMSprop(Optimizer):
         return names
 
     def _update(self, group, bucket, lr, fresh):
-        empty = bucket.flat_grad[:0]
+        empty = bucket.empty
         scalar = bucket.dtype.type  # scalars in the parameters' dtype: float32 updates stay float32
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "rmsprop_step", bucket.flat_param, bucket.flat_grad, bucket.states["square_avg"],
             bucket.states.get("grad_avg", empty), bucket.states.get("momentum_buffer", empty), bucket.chunk_start,
-            bucket.chunk_end, bucket.chunk_segment, bucket.active, scalar(lr), scalar(group["alpha"]),
+            bucket.chunk_end, bucket.chunk_segment, device.asarray(bucket.active), scalar(lr), scalar(group["alpha"]),
             scalar(1.0 - group["alpha"]),
             scalar(group["eps"]), scalar(group["weight_decay"]), scalar(group["momentum"]), bool(group["centered"]),
             bool(group["maximize"]), work=bucket.size)

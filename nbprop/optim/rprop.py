@@ -36,8 +36,10 @@ class Rprop(Optimizer):
     def _update(self, group, bucket, lr, fresh):
         etaminus, etaplus = group["etas"]
         step_size_min, step_size_max = group["step_sizes"]
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "rprop_step", bucket.flat_param, bucket.flat_grad, bucket.states["prev"], bucket.states["step_size"],
-            bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, bucket.active, fresh, lr,
+            bucket.chunk_start, bucket.chunk_end, bucket.chunk_segment, device.asarray(bucket.active),
+            device.asarray(fresh), lr,
             float(etaminus), float(etaplus), float(step_size_min), float(step_size_max), bool(group["maximize"]),
             work=bucket.size)

@@ -33,10 +33,11 @@ class SGD(Optimizer):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
 
     def _update(self, group, bucket, lr, fresh):
-        buffer = bucket.states.get("momentum_buffer", bucket.flat_grad[:0])
+        buffer = bucket.states.get("momentum_buffer", bucket.empty)
         scalar = bucket.dtype.type  # scalars in the parameters' dtype: float32 updates stay float32
-        bucket.device.call(
+        device = bucket.device
+        device.call(
             "sgd_step", bucket.flat_param, bucket.flat_grad, buffer, bucket.chunk_start, bucket.chunk_end,
-            bucket.chunk_segment, bucket.active, fresh, scalar(lr), scalar(group["momentum"]),
-            scalar(1.0 - group["dampening"]), scalar(group["weight_decay"]), bool(group["nesterov"]),
-            bool(group["maximize"]), work=bucket.size)
+            bucket.chunk_segment, device.asarray(bucket.active), device.asarray(fresh), scalar(lr),
+            scalar(group["momentum"]), scalar(1.0 - group["dampening"]), scalar(group["weight_decay"]),
+            bool(group["nesterov"]), bool(group["maximize"]), work=bucket.size)

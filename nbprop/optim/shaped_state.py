@@ -4,12 +4,14 @@ The base Optimizer keeps state in flat arrays laid out like the parameters. A mi
 per parameter, extra states of any shape (`_extra_shapes`): each bucket gets one flat array per extra name,
 with its own offsets (`bucket.extra`, `bucket.extra_offsets`; a parameter without that state has an empty
 segment), exposed in `state` and `state_dict()` in the parameter's entry, carried over when buckets are
-rebuilt and restored by `load_state_dict()`.
+rebuilt and restored by `load_state_dict()`. The flat arrays live on the bucket's device, their offsets in host
+memory.
 """
 
-import numpy as np
+import math
 
-from nbprop.optim.optimizer import _as_array
+from nbprop.optim.flat import copy_state, offsets_of
+from nbprop.optim.optimizer import host_array
 from nbprop.tensor import Tensor
 
 
@@ -39,15 +41,17 @@ class ShapedStateMixin:
         bucket.extra_offsets = {}
         bucket.extra = {}
         for name, dtype in dtypes.items():
-            sizes = [int(np.prod(entry[name])) if name in entry else 0 for entry in bucket.extra_shapes]
-            offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)]).astype(np.int64)
+            sizes = [math.prod(entry[name]) if name in entry else 0 for entry in bucket.extra_shapes]
+            offsets = offsets_of(sizes)
             bucket.extra_offsets[name] = offsets
-            bucket.extra[name] = bucket.device.zeros(int(offsets[-1]), dtype)
+            bucket.extra[name] = bucket.device.zeros((int(offsets[-1]),), dtype)
 
     @staticmethod
     def _extra_segment(bucket, name, index):
         offsets = bucket.extra_offsets[name]
-        return bucket.extra[name][offsets[index]:offsets[index + 1]].reshape(bucket.extra_shapes[index][name])
+        device = bucket.device
+        region = device.region(bucket.extra[name], (slice(int(offsets[index]), int(offsets[index + 1])),))
+        return device.view(region, bucket.extra_shapes[index][name])
 
     def _flatten(self, group_index):
         carried = {}
@@ -56,8 +60,9 @@ class ShapedStateMixin:
                 continue
             for index, parameter in enumerate(bucket.params):
                 if bucket.initialized[index]:
-                    carried[id(parameter)] = {name: np.array(self._extra_segment(bucket, name, index))
-                                              for name in bucket.extra_shapes[index]}
+                    carried[id(parameter)] = {
+                        name: (bucket.device, bucket.device.copy(self._extra_segment(bucket, name, index)))
+                        for name in bucket.extra_shapes[index]}
         self._carried = carried
         try:
             super()._flatten(group_index)
@@ -68,20 +73,20 @@ class ShapedStateMixin:
         super()._initialize(bucket, index, group)
         self._extras(bucket, group)
         for name in bucket.extra_shapes[index]:
-            self._extra_segment(bucket, name, index)[...] = 0
+            bucket.device.fill(self._extra_segment(bucket, name, index), 0)
         self._initialize_extra(bucket, index, group)
 
     def _publish(self, bucket, index, group):
         self._extras(bucket, group)
         parameter = bucket.params[index]
         carried = getattr(self, "_carried", {}).get(id(parameter), {})
-        for name, array in carried.items():
+        for name, (device, array) in carried.items():
             if name in bucket.extra_shapes[index] and array.shape == bucket.extra_shapes[index][name]:
-                self._extra_segment(bucket, name, index)[...] = array
+                copy_state(bucket.device, self._extra_segment(bucket, name, index), device, array)
         super()._publish(bucket, index, group)
         entry = self.state.setdefault(parameter, {})
         for name in bucket.extra_shapes[index]:
-            entry[name] = Tensor._make(self._extra_segment(bucket, name, index))
+            entry[name] = Tensor._make(self._extra_segment(bucket, name, index), None, parameter.device)
 
     def load_state_dict(self, state_dict):
         """Optimizer.load_state_dict, with the extra states checked against their shapes and restored."""
@@ -105,7 +110,7 @@ class ShapedStateMixin:
         for key, values in extras.items():
             bucket, index = located[id(by_index[key])]
             for state_name, value in values.items():
-                array = _as_array(value)
+                array = host_array(value)
                 expected = bucket.extra_shapes[index].get(state_name)
                 if expected is None:
                     raise ValueError(f"{name}.load_state_dict: parameter {key} has state {state_name!r}, which a "
@@ -113,4 +118,5 @@ class ShapedStateMixin:
                 if array.shape != expected:
                     raise ValueError(f"{name}.load_state_dict: state {state_name!r} of parameter {key} has shape "
                                      f"{array.shape}, expected {expected}")
-                self._extra_segment(bucket, state_name, index)[...] = array
+                segment = self._extra_segment(bucket, state_name, index)
+                bucket.device.copy_into(segment, bucket.device.asarray(array, segment.dtype))

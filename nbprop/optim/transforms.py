@@ -1,8 +1,10 @@
 """Composable gradient transforms (optax's design): Transform(init, update), chain, and the building blocks.
 
-A transform works on lists of C-contiguous arrays, one per parameter. `init(params) -> state` allocates its
-state; `update(grads, state, params=None) -> (updates, state)` writes the updates IN PLACE over `grads`
-(hand over a scratch copy: the optimizer built by `from_transform` does) and updates its state in place.
+A transform works on lists of C-contiguous arrays, one per parameter: NumPy arrays, or the arrays of a
+device handed over as a `DeviceArrays` list (what `from_transform` does), whose device then runs the kernels
+and holds the state. `init(params) -> state` allocates its state; `update(grads, state, params=None) ->
+(updates, state)` writes the updates IN PLACE over `grads` (hand over a scratch copy: the optimizer built by
+`from_transform` does) and updates its state in place. Counters stay in host memory (1-element NumPy arrays).
 Updates are descent directions: `from_transform` applies `param -= lr * update`, so unlike optax a chain
 does not end in `scale(-lr)`. Formulas follow optax (`optax/_src/transform.py`, `clipping.py`,
 `constrain.py`, `wrappers.py`) and are stated on each function.
@@ -14,14 +16,13 @@ Example: Adam with global-norm clipping and decoupled weight decay, skipping ste
     loss.backward(); optimizer.step(); optimizer.zero_grad()
 """
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
-from nbprop.backend import DEVICES
-
-_cpu = DEVICES["cpu"]
+from nbprop.backend import DEVICES, HOST
 
 
 class Transform(NamedTuple):
@@ -31,19 +32,34 @@ class Transform(NamedTuple):
     update: Callable
 
 
-def _flat(array, name):
-    if not array.flags.c_contiguous:
+class DeviceArrays(list):
+    """A list of arrays of one device (`device`, an entry of nbprop.backend.DEVICES), to hand to a transform;
+    a plain list holds NumPy arrays."""
+
+    def __init__(self, arrays, device):
+        super().__init__(arrays)
+        self.device = device
+
+
+def device_of(arrays):
+    """The device of a list of arrays handed to a transform."""
+    return getattr(arrays, "device", None) or DEVICES[HOST]
+
+
+def _flat(device, array, name):
+    if not device.is_contiguous(array):
         raise ValueError(f"{name}: transforms update arrays in place and need C-contiguous arrays, got strides "
-                         f"{array.strides} for shape {array.shape}")
-    return array.reshape(-1)
+                         f"{device.strides(array)} (in elements) for shape {array.shape}")
+    return device.view(array, (array.size,))
 
 
 def _zeros_like(params):
-    return [np.zeros_like(param, order="C") for param in params]
+    device = device_of(params)
+    return [device.zeros(param.shape, param.dtype) for param in params]
 
 
 def _counter():
-    return np.zeros(1, np.int64)
+    return DEVICES[HOST].zeros((1,), np.int64)
 
 
 def chain(*transforms):
@@ -66,8 +82,9 @@ def scale(step_size):
     """updates = step_size * g."""
 
     def update(grads, state, params=None):
+        device = device_of(grads)
         for grad in grads:
-            _cpu.call("scale_values", float(step_size), _flat(grad, "scale"))
+            device.call("scale_values", float(step_size), _flat(device, grad, "scale"))
         return grads, state
 
     return Transform(lambda params: (), update)
@@ -78,8 +95,9 @@ def scale_by_schedule(step_size_fn):
 
     def update(grads, state, params=None):
         factor = float(step_size_fn(int(state[0])))
+        device = device_of(grads)
         for grad in grads:
-            _cpu.call("scale_values", factor, _flat(grad, "scale_by_schedule"))
+            device.call("scale_values", factor, _flat(device, grad, "scale_by_schedule"))
         state[0] += 1
         return grads, state
 
@@ -98,9 +116,11 @@ def scale_by_adam(b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0):
         count[0] += 1
         bias_correction1 = 1.0 - b1 ** int(count[0])
         bias_correction2 = 1.0 - b2 ** int(count[0])
+        device = device_of(grads)
         for grad, first, second in zip(grads, mu, nu):
-            _cpu.call("adam_moments", first.reshape(-1), second.reshape(-1), float(b1), float(b2), float(eps),
-                      float(eps_root), bias_correction1, bias_correction2, _flat(grad, "scale_by_adam"))
+            device.call("adam_moments", _flat(device, first, "scale_by_adam"), _flat(device, second, "scale_by_adam"),
+                        float(b1), float(b2), float(eps), float(eps_root), bias_correction1, bias_correction2,
+                        _flat(device, grad, "scale_by_adam"))
         return grads, state
 
     return Transform(init, update)
@@ -111,12 +131,14 @@ def scale_by_rms(decay=0.9, eps=1e-8, initial_scale=0.0, eps_in_sqrt=True):
     updates = g / sqrt(nu + eps) (eps_in_sqrt, optax's default) or g / (sqrt(nu) + eps)."""
 
     def init(params):
-        return [np.full_like(param, initial_scale, order="C") for param in params]
+        device = device_of(params)
+        return [device.full(param.shape, initial_scale, param.dtype) for param in params]
 
     def update(grads, state, params=None):
+        device = device_of(grads)
         for grad, nu in zip(grads, state):
-            _cpu.call("rms_scale", nu.reshape(-1), float(decay), float(eps), bool(eps_in_sqrt),
-                      _flat(grad, "scale_by_rms"))
+            device.call("rms_scale", _flat(device, nu, "scale_by_rms"), float(decay), float(eps), bool(eps_in_sqrt),
+                        _flat(device, grad, "scale_by_rms"))
         return grads, state
 
     return Transform(init, update)
@@ -126,8 +148,10 @@ def trace(decay, nesterov=False):
     """Momentum: t = g + decay t; updates = g + decay t (nesterov) or t."""
 
     def update(grads, state, params=None):
+        device = device_of(grads)
         for grad, momentum in zip(grads, state):
-            _cpu.call("trace_momentum", momentum.reshape(-1), float(decay), bool(nesterov), _flat(grad, "trace"))
+            device.call("trace_momentum", _flat(device, momentum, "trace"), float(decay), bool(nesterov),
+                        _flat(device, grad, "trace"))
         return grads, state
 
     return Transform(_zeros_like, update)
@@ -139,9 +163,10 @@ def add_decayed_weights(weight_decay=0.0):
     def update(grads, state, params=None):
         if params is None:
             raise ValueError("add_decayed_weights: update needs params")
+        device = device_of(grads)
         for grad, param in zip(grads, params):
-            _cpu.call("add_scaled", np.ascontiguousarray(param).reshape(-1), float(weight_decay),
-                      _flat(grad, "add_decayed_weights"))
+            device.call("add_scaled", device.reshape(param, (param.size,)), float(weight_decay),
+                        _flat(device, grad, "add_decayed_weights"))
         return grads, state
 
     return Transform(lambda params: (), update)
@@ -151,8 +176,9 @@ def clip_by_value(max_delta):
     """updates = clip(g, -max_delta, max_delta), element by element."""
 
     def update(grads, state, params=None):
+        device = device_of(grads)
         for grad in grads:
-            _cpu.call("clip_values", float(max_delta), _flat(grad, "clip_by_value"))
+            device.call("clip_values", float(max_delta), _flat(device, grad, "clip_by_value"))
         return grads, state
 
     return Transform(lambda params: (), update)
@@ -160,7 +186,8 @@ def clip_by_value(max_delta):
 
 def global_norm(arrays):
     """sqrt(sum of squares of all elements of all arrays), in float64."""
-    return float(np.sqrt(sum(_cpu.call("sum_of_squares", _flat(array, "global_norm")) for array in arrays)))
+    device = device_of(arrays)
+    return math.sqrt(sum(device.call("sum_of_squares", _flat(device, array, "global_norm")) for array in arrays))
 
 
 def clip_by_global_norm(max_norm):
@@ -170,8 +197,9 @@ def clip_by_global_norm(max_norm):
         norm = global_norm(grads)
         if not norm < max_norm:
             factor = max_norm / norm
+            device = device_of(grads)
             for grad in grads:
-                _cpu.call("scale_values", factor, _flat(grad, "clip_by_global_norm"))
+                device.call("scale_values", factor, _flat(device, grad, "clip_by_global_norm"))
         return grads, state
 
     return Transform(lambda params: (), update)
@@ -185,12 +213,14 @@ def adaptive_grad_clip(clipping, eps=1e-3):
     def update(grads, state, params=None):
         if params is None:
             raise ValueError("adaptive_grad_clip: update needs params")
+        device = device_of(grads)
         for grad, param in zip(grads, params):
-            _flat(grad, "adaptive_grad_clip")
+            _flat(device, grad, "adaptive_grad_clip")
             rows = 1 if grad.ndim <= 1 else grad.shape[0]
             if grad.size:
-                _cpu.call("adaptive_clip_rows", np.ascontiguousarray(param).reshape(rows, -1), float(clipping),
-                          float(eps), grad.reshape(rows, -1))
+                shape = (rows, grad.size // rows)
+                device.call("adaptive_clip_rows", device.reshape(param, shape), float(clipping), float(eps),
+                            device.view(grad, shape))
         return grads, state
 
     return Transform(lambda params: (), update)
@@ -200,11 +230,12 @@ def zero_nans():
     """Replace NaN gradients by 0 (infinities pass). State: per array, whether the last update had a NaN."""
 
     def init(params):
-        return np.zeros(len(params), np.bool_)
+        return DEVICES[HOST].zeros((len(params),), np.bool_)
 
     def update(grads, state, params=None):
+        device = device_of(grads)
         for index, grad in enumerate(grads):
-            state[index] = _cpu.call("zero_nan_values", _flat(grad, "zero_nans")) > 0
+            state[index] = device.call("zero_nan_values", _flat(device, grad, "zero_nans")) > 0
         return grads, state
 
     return Transform(init, update)
@@ -225,10 +256,11 @@ def apply_if_finite(inner, max_consecutive_errors=0):
     State counts consecutive (`notfinite_count`) and total (`total_notfinite`) skips-or-failures."""
 
     def init(params):
-        return ApplyIfFiniteState(_counter(), np.ones(1, np.bool_), _counter(), inner.init(params))
+        return ApplyIfFiniteState(_counter(), DEVICES[HOST].full((1,), True, np.bool_), _counter(), inner.init(params))
 
     def update(grads, state, params=None):
-        finite = all(_cpu.call("count_nonfinite", _flat(grad, "apply_if_finite")) == 0 for grad in grads)
+        device = device_of(grads)
+        finite = all(device.call("count_nonfinite", _flat(device, grad, "apply_if_finite")) == 0 for grad in grads)
         state.notfinite_count[0] = 0 if finite else state.notfinite_count[0] + 1
         state.total_notfinite[0] += 0 if finite else 1
         state.last_finite[0] = finite
@@ -236,7 +268,7 @@ def apply_if_finite(inner, max_consecutive_errors=0):
             grads, inner_state = inner.update(grads, state.inner_state, params)
             return grads, state._replace(inner_state=inner_state)
         for grad in grads:
-            grad.fill(0)
+            device.fill(grad, 0)
         return grads, state
 
     return Transform(init, update)
@@ -264,16 +296,18 @@ def multi_steps(inner, every_k_schedule):
 
     def update(grads, state, params=None):
         count = int(state.mini_step[0])
+        device = device_of(grads)
         for grad, accumulated in zip(grads, state.acc_grads):
-            _cpu.call("lerp_into", _flat(grad, "multi_steps"), 1.0 / (count + 1), accumulated.reshape(-1))
+            device.call("lerp_into", _flat(device, grad, "multi_steps"), 1.0 / (count + 1),
+                        _flat(device, accumulated, "multi_steps"))
         if count + 1 < steps_for(int(state.gradient_step[0])):
             state.mini_step[0] = count + 1
             for grad in grads:
-                grad.fill(0)
+                device.fill(grad, 0)
             return grads, state
         for grad, accumulated in zip(grads, state.acc_grads):
-            grad[...] = accumulated
-            accumulated.fill(0)
+            device.copy_into(grad, accumulated)
+            device.fill(accumulated, 0)
         grads, inner_state = inner.update(grads, state.inner_state, params)
         state.mini_step[0] = 0
         state.gradient_step[0] += 1

@@ -16,8 +16,8 @@ import nbprop
 from nbprop.nn.container import Sequential
 from nbprop.nn.linear import Linear
 from nbprop.nn.module import Module
-from nbprop.ops.elementwise import relu
 from nbprop.ops.loss import cross_entropy
+from nbprop.ops.unary import relu
 from nbprop.optim import SGD
 
 LEARNING_RATE = 0.01

@@ -4,7 +4,8 @@ import numpy as np
 
 from nbprop import backend
 from nbprop.kernels.value import LEAF
-from nbprop.value import Tape, Value, current_tape
+from nbprop.scalar.tape import Tape, current_tape
+from nbprop.scalar.value import Value
 
 # Samples are cut into at most this many chunks (one scratch row each); a fixed count, not the thread
 # count, so that the summed gradients of captured parameters are bit-identical on any machine.

@@ -3,7 +3,7 @@
 import numbers
 import random
 
-from nbprop.value import Value
+from nbprop.scalar.value import Value
 
 
 class Module:

@@ -35,7 +35,7 @@ from nbprop.kernels.value import (
     SUB,
     TANH,
 )
-from nbprop.value_tape import Tape, _constant, _kernel, _tapes, current_tape
+from nbprop.scalar.tape import Tape, _constant, _kernel, _tapes
 
 _OP_NAMES = {
     LEAF: "", ADD: "+", SUB: "-", MUL: "*", DIV: "/", POW: "**", ADD_CONSTANT: "+", CONSTANT_SUB: "-",
@@ -299,10 +299,3 @@ class Value:
             value._tape, value._index, value._epoch = tape, operand, tape._epoch
             result.add(value)
         return result
-
-
-# The compiled replay and the scalar nn build on Value; they are part of this module's public face.
-from nbprop.value_compile import Program, compile  # noqa: E402
-from nbprop.value_nn import MLP, Layer, Module, Neuron  # noqa: E402
-
-__all__ = ["MLP", "Layer", "Module", "Neuron", "Program", "Tape", "Value", "compile", "current_tape"]
