@@ -202,19 +202,13 @@ class CpuDevice:
 
     @staticmethod
     def region(array, key):
-        """The view `array[key]` for a tuple of slices and integers (basic indexing)."""
+        """The view `array[key]` for a tuple of slices, integers, None and Ellipsis (basic indexing)."""
         return array[key]
 
     @staticmethod
     def write_region(array, key, source):
-        """array[key] = source (an array or a number, broadcast to the region)."""
+        """array[key] = source for a key as in `region` (source an array or a number, broadcast to the region)."""
         array[key] = source
-
-    @staticmethod
-    def write_positions(array, positions, values):
-        """array[positions] = values for a 1-D `array`, `positions` an int64 array of this device, `values` an
-        array of as many elements or a number (converted to the array's dtype)."""
-        array[positions] = values
 
     @staticmethod
     def take(array, key):

@@ -127,7 +127,7 @@ def _propagate(outputs, gradients, retain_graph, inputs):
                     tensor = reference()
                     if grad_outputs[index] is not None and tensor is not None:
                         _accumulate_leaf(tensor, grad_outputs[index])
-            if any(g is None for g in grad_outputs):
+            if node.output_count > 1 and any(g is None for g in grad_outputs):  # a single output has its gradient
                 grad_outputs = [
                     g if g is not None else _zeros_for(node, index) for index, g in enumerate(grad_outputs)
                 ]

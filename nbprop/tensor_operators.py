@@ -12,27 +12,16 @@ class TensorOperators:
     __slots__ = ()
 
     # ---------------------------------------------------------------------------------- arithmetic
-
-    def __add__(self, other):
-        return ops.elementwise.add(self, other)
+    # __add__, __sub__, __mul__ and __truediv__ are the ops themselves (installed by tensor.py).
 
     def __radd__(self, other):
         return ops.elementwise.add(other, self)
 
-    def __sub__(self, other):
-        return ops.elementwise.sub(self, other)
-
     def __rsub__(self, other):
         return ops.elementwise.sub(other, self)
 
-    def __mul__(self, other):
-        return ops.elementwise.mul(self, other)
-
     def __rmul__(self, other):
         return ops.elementwise.mul(other, self)
-
-    def __truediv__(self, other):
-        return ops.elementwise.div(self, other)
 
     def __rtruediv__(self, other):
         return ops.elementwise.div(other, self)

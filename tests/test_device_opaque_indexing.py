@@ -6,6 +6,7 @@ import contextlib
 import numpy as np
 import opaque_device
 import pytest
+from opaque_device import assert_same_on_opaque
 
 import nbprop
 import nbprop.nn
@@ -15,40 +16,6 @@ import nbprop.nn.functional as F
 @pytest.fixture(scope="module", autouse=True)
 def opaque():
     return opaque_device.install()
-
-
-def _run(device, function, arrays, grads, seed, sum_backward):
-    """function(*leaves) on `device`; its output and the leaves' gradients, as host arrays."""
-    leaves = [nbprop.tensor(array, device=device, requires_grad=grad) for array, grad in zip(arrays, grads)]
-    output = function(*leaves)
-    assert output.device == device
-    if output.requires_grad:
-        if sum_backward:  # hands the op a stride-0 gradient
-            output.sum().backward()
-        else:
-            gradient = np.random.default_rng(seed).standard_normal(output.shape).astype(output.dtype)
-            output.backward(nbprop.tensor(gradient, device=device))
-    gradients = []
-    for leaf, grad in zip(leaves, grads):
-        if grad:
-            assert leaf.grad.device == device
-        gradients.append(leaf.grad.cpu().numpy() if grad else None)
-    return output.detach().cpu().numpy(), gradients
-
-
-def assert_same_on_opaque(function, *arrays, grads=None, seed=0, sum_backward=False):
-    """function gives the same output and input gradients, bit for bit, on the opaque device as on the CPU;
-    floating arrays are leaves that require grad unless `grads` says otherwise. Returns the CPU's output."""
-    grads = [np.asarray(array).dtype.kind == "f" for array in arrays] if grads is None else grads
-    expected, expected_gradients = _run("cpu", function, arrays, grads, seed, sum_backward)
-    actual, gradients = _run("opaque", function, arrays, grads, seed, sum_backward)
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    np.testing.assert_array_equal(actual, expected)
-    for got, wanted in zip(gradients, expected_gradients):
-        if wanted is not None:
-            assert got.dtype == wanted.dtype and got.shape == wanted.shape
-            np.testing.assert_array_equal(got, wanted)
-    return expected
 
 
 def _normal(shape, dtype=np.float64, seed=0):

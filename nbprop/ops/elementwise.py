@@ -163,19 +163,25 @@ class Where(Function):
                 map_tensors("where_backward", grad_output, condition, False) if ctx.needs_input_grad[2] else None)
 
 
-def _unrecorded_float_pair(a, b):
-    """Whether a and b are tensors of one shape, floating dtype and device, with nothing to record: the common
-    case, where `kernel(a, b)` is the whole op (no promotion, broadcast or tape node)."""
+def _unrecorded(name, a, b):
+    """Kernel `name` over a and b when they are tensors of one shape, floating dtype and device with nothing to
+    record: the common case, where the kernel is the whole op (no promotion, broadcast or tape node). None
+    otherwise."""
     if a.__class__ is not Tensor or b.__class__ is not Tensor:
-        return False
+        return None
     first, second = a._data, b._data
-    return (first.dtype is second.dtype and first.shape == second.shape and a.device == b.device
-            and first.dtype.kind == "f" and not (recording.enabled and (a.requires_grad or b.requires_grad)))
+    if (first.dtype is not second.dtype or first.shape != second.shape or a.device != b.device
+            or first.dtype.kind != "f" or (recording.enabled and (a.requires_grad or b.requires_grad))):
+        return None
+    device = DEVICES[a.device]
+    out = device.empty(first.shape, first.dtype)
+    device.map(name, first, second, out)
+    return Tensor._make(out, None, a.device)
 
 
 def add(a, b):
-    if _unrecorded_float_pair(a, b):
-        return map_tensors("add", a, b)
+    if (result := _unrecorded("add", a, b)) is not None:
+        return result
     a, b = _operands(a, b, "add")
     if a._data.dtype.kind == "b":
         return map_tensors("maximum", a, b)  # bool + bool is a bool (logical or) in PyTorch
@@ -183,8 +189,8 @@ def add(a, b):
 
 
 def sub(a, b):
-    if _unrecorded_float_pair(a, b):
-        return map_tensors("sub", a, b)
+    if (result := _unrecorded("sub", a, b)) is not None:
+        return result
     a, b = _operands(a, b, "sub")
     if a._data.dtype.kind == "b":
         raise TypeError("sub: subtraction of boolean tensors is not supported; use logical_xor (^) instead")
@@ -192,8 +198,8 @@ def sub(a, b):
 
 
 def mul(a, b):
-    if _unrecorded_float_pair(a, b):
-        return map_tensors("mul", a, b)
+    if (result := _unrecorded("mul", a, b)) is not None:
+        return result
     a, b = _operands(a, b, "mul")
     if a._data.dtype.kind == "b":
         return map_tensors("minimum", a, b)  # bool * bool is a bool (logical and) in PyTorch
@@ -202,8 +208,8 @@ def mul(a, b):
 
 def div(a, b):
     """True division: integer operands give a floating result."""
-    if _unrecorded_float_pair(a, b):
-        return map_tensors("div", a, b)
+    if (result := _unrecorded("div", a, b)) is not None:
+        return result
     a, b = _operands(a, b, "div")
     return Div.apply(_floating(a), _floating(b))
 

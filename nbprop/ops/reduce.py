@@ -152,10 +152,19 @@ class Sum(Function):
         ctx.divisor = divisor
         device = DEVICES[x.device]
         dtype = x._data.dtype
-        accumulator = reduce_dims(x, dims, "sum_chunks", dtypes.float64 if dtype.kind == "f" else dtypes.int64)
-        if divisor == 1 and accumulator.dtype == dtype:
+        accumulator_dtype = dtypes.float64 if dtype.kind == "f" else dtypes.int64
+        size = x._data.size
+        if dims and len(dims) == x._data.ndim and size < _PARALLEL_WORK:
+            # Every element of a small tensor (a loss, typically): one serial kernel over its flat view, the
+            # same summation order as the folded path below, without its Python.
+            flat = device.reshape(device.contiguous(x._data), (1, size, 1))
+            accumulator = device.empty((1, 1, 1), accumulator_dtype)
+            device.call("sum_chunks", flat, builtins.max(size, 1), accumulator, work=0)
+        else:
+            accumulator = reduce_dims(x, dims, "sum_chunks", accumulator_dtype)
+        if divisor == 1 and accumulator_dtype == dtype:
             return wrap(accumulator, shape, x.device)
-        out = device.empty(accumulator.size, dtype)
+        out = device.empty((accumulator.size,), dtype)
         device.call("divide_into", device.reshape(accumulator, (-1,)), float(divisor), out, work=out.size)
         return wrap(out, shape, x.device)
 

@@ -51,7 +51,7 @@ class ASGD(ShapedStateMixin, Optimizer):
         # One 0-d eta and mu per parameter, so their flat arrays are indexed by parameter; the new values are
         # computed in host memory (float64, as PyTorch's Python floats) and rounded into the float32 state.
         if fresh.any():
-            device.write_positions(eta, device.asarray(fresh.nonzero()[0]), lr)
+            device.put(eta, (device.asarray(fresh.nonzero()[0]),), lr)
         active = bucket.active
         device.call(
             "asgd_step", bucket.flat_param, bucket.flat_grad, bucket.states["ax"], eta, mu, bucket.chunk_start,
@@ -60,5 +60,5 @@ class ASGD(ShapedStateMixin, Optimizer):
         positions = device.asarray(active.nonzero()[0])
         steps = bucket.steps[active]
         lambd, alpha = float(group["lambd"]), float(group["alpha"])
-        device.write_positions(eta, positions, device.asarray(lr / ((1.0 + lambd * lr * steps) ** alpha)))
-        device.write_positions(mu, positions, device.asarray(1.0 / (steps - float(group["t0"])).clip(1.0)))
+        device.put(eta, (positions,), device.asarray(lr / ((1.0 + lambd * lr * steps) ** alpha)))
+        device.put(mu, (positions,), device.asarray(1.0 / (steps - float(group["t0"])).clip(1.0)))
