@@ -3,6 +3,11 @@
 import sys  # noqa: I001 - not sorted: Tensor comes first, the modules it needs import it back
 
 from nbprop.tensor import Tensor
+# The op families next: Tensor's methods reach them as ops.<family>, and the tables install their methods.
+from nbprop.ops import (
+    broadcast, elementwise, extrema, gather, indexing, inplace, logical, matmul, movement, reduce, scan, softmax, sort,
+    unary,
+)
 from nbprop import autograd, nn, optim, scalar
 from nbprop.autograd import (
     Function, enable_grad, is_anomaly_check_nan_enabled, is_anomaly_enabled, is_grad_enabled, no_grad,

@@ -63,10 +63,11 @@ def _receive(node, index, gradient):
     buffer[index] = gradient if previous is None else previous + gradient
 
 
-def _check_gradient(tensor, gradient, where):
+def _check_gradient(tensor, gradient, node):
+    """The gradient that `node`'s backward returned for the leaf `tensor`, in the leaf's dtype."""
     if gradient.shape != tensor.shape:
-        raise RuntimeError(f"{where}: gradient of shape {tuple(gradient.shape)} for a tensor of shape "
-                           f"{tuple(tensor.shape)}")
+        raise RuntimeError(f"{node.function.__name__}.backward: gradient of shape {tuple(gradient.shape)} for a "
+                           f"tensor of shape {tuple(tensor.shape)}")
     if gradient.dtype != tensor.dtype:
         gradient = gradient.to(tensor.dtype)
     return gradient
@@ -120,8 +121,9 @@ def _propagate(outputs, gradients, retain_graph, inputs):
             if grad_outputs is None:
                 continue
             node._grad_outputs = None
-            for tensor in capture_nodes.get(id(node), ()):
-                captured[id(tensor)] = grad_outputs[tensor._output_index]
+            if capture_nodes:
+                for tensor in capture_nodes.get(id(node), ()):
+                    captured[id(tensor)] = grad_outputs[tensor._output_index]
             if node._retained:
                 for index, reference in node._retained.items():
                     tensor = reference()
@@ -156,11 +158,11 @@ def _propagate(outputs, gradients, retain_graph, inputs):
                     _receive(edge[0], edge[1], gradient)
                 elif captured is not None:
                     if id(edge) in captured:
-                        gradient = _check_gradient(edge, gradient, node.function.__name__ + ".backward")
+                        gradient = _check_gradient(edge, gradient, node)
                         previous = captured[id(edge)]
                         captured[id(edge)] = gradient if previous is None else previous + gradient
                 else:
-                    _accumulate_leaf(edge, _check_gradient(edge, gradient, node.function.__name__ + ".backward"))
+                    _accumulate_leaf(edge, _check_gradient(edge, gradient, node))
     finally:
         recording.enabled = previous_mode
     return captured
@@ -251,3 +253,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=Fa
                                "compute the outputs; pass allow_unused=True to get None for it")
         results.append(gradient)
     return tuple(results)
+
+
+def _tensor_backward(self, gradient=None, retain_graph=False):
+    """Accumulate d(self)/d(leaf) into every leaf's `.grad`; `gradient` is needed unless self is scalar."""
+    backward(self, gradient, retain_graph=retain_graph)
+
+
+_tensor_backward.__name__ = _tensor_backward.__qualname__ = "backward"
+Tensor.backward = _tensor_backward

@@ -1,6 +1,6 @@
 """Tensor: an array with its gradient and the tape node that made it; operators and methods."""
 
-from nbprop import dtypes
+from nbprop import dtypes, ops
 from nbprop.backend import DEVICES, HOST
 from nbprop.tensor_operators import TensorOperators
 
@@ -91,11 +91,11 @@ class Tensor(TensorOperators):
 
     @property
     def T(self):  # noqa: N802 - PyTorch's name
-        return movement.permute(self, tuple(range(self.ndim - 1, -1, -1)))
+        return ops.movement.permute(self, tuple(range(self.ndim - 1, -1, -1)))
 
     @property
     def mT(self):  # noqa: N802 - PyTorch's name
-        return movement.transpose(self, -2, -1)
+        return ops.movement.transpose(self, -2, -1)
 
     def size(self, dim=None):
         if dim is None:
@@ -178,9 +178,7 @@ class Tensor(TensorOperators):
 
     # ----------------------------------------------------------------------------- autograd interface
 
-    def backward(self, gradient=None, retain_graph=False):
-        """Accumulate d(self)/d(leaf) into every leaf's `.grad`; `gradient` is needed unless self is scalar."""
-        autograd.backward(self, gradient, retain_graph=retain_graph)
+    # backward() is installed by backward_pass.py: the tape depends on Tensor, not the other way.
 
     def detach(self):
         """The same storage, cut from the tape."""
@@ -221,9 +219,9 @@ class Tensor(TensorOperators):
             dtype, device = device, dtype
         result = self
         if device is not None and str(device) != self.device:
-            result = movement.to_device(self, str(device))
+            result = ops.movement.to_device(self, str(device))
         if dtype is not None and dtypes.as_dtype(dtype) != result._data.dtype:
-            return elementwise.cast(result, dtypes.as_dtype(dtype))
+            return ops.elementwise.cast(result, dtypes.as_dtype(dtype))
         return result.clone() if copy and result is self else result
 
     def float(self):
@@ -245,10 +243,10 @@ class Tensor(TensorOperators):
         return self.to(other.dtype)
 
     def clone(self):
-        return elementwise.clone(self)
+        return ops.elementwise.clone(self)
 
     def contiguous(self):
-        return self if DEVICES[self.device].is_contiguous(self._data) else elementwise.clone(self)
+        return self if DEVICES[self.device].is_contiguous(self._data) else ops.elementwise.clone(self)
 
     def cpu(self):
         return self.to(HOST)
@@ -261,43 +259,3 @@ def _wrap_dim(dim, ndim, op):
         raise IndexError(f"{op}: dimension {dim} is out of range for a tensor of {ndim} dimensions "
                          f"(expected in [{-bound}, {bound - 1}])")
     return dim % bound
-
-
-# The ops import Tensor from this module, so they come after it; TensorOperators reaches them as ops.<family>.
-from nbprop import autograd  # noqa: E402
-from nbprop.ops import (  # noqa: E402, F401
-    broadcast,
-    elementwise,
-    extrema,
-    gather,
-    indexing,
-    inplace,
-    logical,
-    matmul,
-    movement,
-    reduce,
-    scan,
-    softmax,
-    sort,
-    unary,
-)
-
-# The four arithmetic operators are the ops themselves: no forwarding frame on the most frequent path.
-Tensor.__add__, Tensor.__sub__ = elementwise.add, elementwise.sub
-Tensor.__mul__, Tensor.__truediv__ = elementwise.mul, elementwise.div
-
-
-def _in_place(name, function):
-    def method(self):
-        return inplace.in_place(self, function(self), name)
-
-    method.__name__ = method.__qualname__ = name
-    return method
-
-
-# The unary ops declared in one table (ops/unary.py) are methods too, with their in-place forms (exp_, ...);
-# logsigmoid is only nn.functional's, as in PyTorch.
-for _name, _function in unary.UNARY.items():
-    if _name != "logsigmoid":
-        setattr(Tensor, _name, _function)
-        setattr(Tensor, _name + "_", _in_place(_name + "_", _function))

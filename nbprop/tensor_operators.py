@@ -12,7 +12,7 @@ class TensorOperators:
     __slots__ = ()
 
     # ---------------------------------------------------------------------------------- arithmetic
-    # __add__, __sub__, __mul__ and __truediv__ are the ops themselves (installed by tensor.py).
+    # __add__, __sub__, __mul__ and __truediv__ are the ops themselves (installed by ops/elementwise.py).
 
     def __radd__(self, other):
         return ops.elementwise.add(other, self)
@@ -123,7 +123,7 @@ class TensorOperators:
         return ops.elementwise.pow(self, exponent)
 
     # neg, abs, exp, log, sqrt, tanh, sigmoid, relu, floor, ... and their in-place forms come from the table of
-    # unary ops, ops/unary.py's UNARY (installed by tensor.py).
+    # unary ops, ops/unary.py's UNARY (which installs them).
 
     def atan2(self, other):
         return ops.elementwise.atan2(self, other)

@@ -44,3 +44,22 @@ def test_the_check_sees_what_it_forbids(tmp_path):
     found = [code for _, code in _code_lines(sample) if NUMPY_NAMES.search(code) or ARRAY_ATTRIBUTES.search(code)
              or "cpu" in code]
     assert len(found) == 3
+
+
+def test_the_core_imports_no_op_family():
+    """Tensor and the tape import no op family at module level (the ops import them; Tensor's methods reach
+    the families through the `nbprop.ops` namespace when called), and Tensor does not import the tape."""
+    import ast
+
+    forbidden = {"tensor.py": ("nbprop.ops.", "nbprop.autograd", "nbprop.backward_pass"),
+                 "tensor_operators.py": ("nbprop.ops.",), "autograd.py": ("nbprop.ops.",),
+                 "backward_pass.py": ("nbprop.ops.",)}
+    for name, prefixes in forbidden.items():
+        imported = []
+        for node in ast.parse((PACKAGE / name).read_text()).body:
+            if isinstance(node, ast.Import):
+                imported += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imported += [f"{node.module}.{alias.name}" for alias in node.names]
+        offending = [module for module in imported if module.startswith(prefixes)]
+        assert not offending, f"{name} imports {offending}"

@@ -5,6 +5,7 @@ from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.ops.elementwise import clone, map_tensors
+from nbprop.ops.inplace import in_place
 from nbprop.tensor import Tensor
 
 
@@ -84,6 +85,22 @@ UNARY = {}
 for _name, _row in UNARY_ROWS.items():
     _class, UNARY[_name] = _unary(_name, *_row)
     globals()[_class.__name__] = _class
-# The public functions under their names (ops.unary.exp, ...); Tensor methods and nbprop.<name> come from the
-# same UNARY table (tensor.py, functional.py).
+# The public functions under their names (ops.unary.exp, ...); Tensor methods (below) and nbprop.<name>
+# (functional.py) come from the same table.
 globals().update(UNARY)
+
+
+def _in_place(name, function):
+    def method(self):
+        return in_place(self, function(self), name)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+# Each row is a Tensor method too, with its in-place form (exp_, ...); logsigmoid is only nn.functional's, as
+# in PyTorch.
+for _name, _function in UNARY.items():
+    if _name != "logsigmoid":
+        setattr(Tensor, _name, _function)
+        setattr(Tensor, _name + "_", _in_place(_name + "_", _function))
