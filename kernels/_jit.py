@@ -36,9 +36,6 @@ THREADS_PER_BLOCK = 256
 
 # IEEE semantics (x / 0 = inf, 0 ** -1 = inf) instead of Python's exceptions, and no checks in the loops.
 OPTIONS = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
-# Without fast-math, for kernels whose results are integers computed from rounded steps (floor division), where
-# one ulp decides the answer: there arcp made the vectorized float32 loop differ from the scalar one.
-EXACT_OPTIONS = {"cache": True, "error_model": "numpy"}
 
 
 def scalar_function(function):
@@ -99,9 +96,9 @@ class ParallelKernel:
 
     __slots__ = ("serial", "parallel", "__name__")
 
-    def __init__(self, function, exact=False, fastmath=FASTMATH):
+    def __init__(self, function, fastmath=FASTMATH):
         self.__name__ = function.__name__
-        options = EXACT_OPTIONS if exact else dict(OPTIONS, fastmath=fastmath)
+        options = dict(OPTIONS, fastmath=fastmath)
         self.serial = njit(**options)(function)
         # A renamed copy, so that the two variants keep separate entries in Numba's on-disk cache.
         copy = types.FunctionType(
@@ -121,11 +118,13 @@ class ParallelKernel:
         return self.for_size(arrays[-1].size)(*arrays)
 
 
-def parallel_cpu_kernel(function=None, exact=False, fastmath=FASTMATH):
+def parallel_cpu_kernel(function=None, fastmath=FASTMATH):
     """Compile a CPU kernel whose prange loops run in parallel over large inputs and serially over small.
 
     `@parallel_cpu_kernel`, or `@parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)` for a kernel whose serial,
-    parallel, fresh and cached compilations must not differ in FMA contraction; `exact`: no fast-math."""
+    parallel, fresh and cached compilations must not differ in FMA contraction, or `fastmath=False` where one
+    ulp decides an integer-valued result (floor division: arcp made the vectorized float32 loop differ from
+    the scalar one)."""
     if function is None:
-        return lambda function: ParallelKernel(function, exact, fastmath)
-    return ParallelKernel(function, exact, fastmath)
+        return lambda function: ParallelKernel(function, fastmath)
+    return ParallelKernel(function, fastmath)

@@ -11,7 +11,7 @@ import types
 
 from numba import prange
 
-from nbprop.kernels._jit import parallel_cpu_kernel
+from nbprop.kernels._jit import FASTMATH, parallel_cpu_kernel
 
 
 def _one(a, out):
@@ -63,9 +63,9 @@ _LOOPS = {
 }
 
 
-def map_kernel(name, formula, arrays, scalars=0, exact=False):
+def map_kernel(name, formula, arrays, scalars=0, fastmath=FASTMATH):
     """A parallel CPU kernel called `name` that applies the `@scalar_function` `formula` elementwise over
-    `arrays` input arrays and `scalars` scalar arguments (`exact`: compiled without fast-math)."""
+    `arrays` input arrays and `scalars` scalar arguments (`fastmath`: as parallel_cpu_kernel's)."""
     loop = _LOOPS[arrays, scalars]
     source = formula.py_func.__code__
     # The copy claims the formula's file and line: Numba names its cache entry and checks staleness by them,
@@ -75,4 +75,4 @@ def map_kernel(name, formula, arrays, scalars=0, exact=False):
     kernel.__qualname__ = name
     kernel.__module__ = formula.py_func.__module__
     kernel.__doc__ = formula.__doc__
-    return parallel_cpu_kernel(kernel, exact)
+    return parallel_cpu_kernel(kernel, fastmath)
