@@ -5,8 +5,8 @@ import sys  # noqa: I001 - not sorted: Tensor comes first, the modules it needs 
 from nbprop.tensor import Tensor
 # The op families next: Tensor's methods reach them as ops.<family>, and the tables install their methods.
 from nbprop.ops import (
-    broadcast, elementwise, extrema, gather, indexing, inplace, logical, matmul, movement, reduce, scan, softmax, sort,
-    unary,
+    binary_math, broadcast, elementwise, extrema, gather, indexing, inplace, logical, matmul, movement, reduce, scan,
+    softmax, sort, unary,
 )
 from nbprop import autograd, nn, optim, scalar
 from nbprop.autograd import (

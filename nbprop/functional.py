@@ -1,5 +1,6 @@
 """The `nbprop.<op>(tensor, ...)` forms of the Tensor methods, with PyTorch's signatures."""
 
+from nbprop.ops import binary_math as _binary_math
 from nbprop.ops import elementwise as _elementwise
 from nbprop.ops import movement as _movement
 from nbprop.ops import unary as _unary
@@ -14,10 +15,10 @@ pow = _elementwise.pow  # noqa: A001 - PyTorch's name
 # The unary ops of ops/unary.py's table under their names (exp, log, tanh, floor, sign, ...).
 globals().update({name: function for name, function in _unary.UNARY.items() if name != "logsigmoid"})
 negative = _unary.neg
-atan2 = arctan2 = _elementwise.atan2
-hypot = _elementwise.hypot
-floor_divide = _elementwise.floor_divide
-remainder = _elementwise.remainder
+atan2 = arctan2 = _binary_math.atan2
+hypot = _binary_math.hypot
+floor_divide = _binary_math.floor_divide
+remainder = _binary_math.remainder
 clamp = clip = _elementwise.clamp
 maximum = _elementwise.maximum
 minimum = _elementwise.minimum

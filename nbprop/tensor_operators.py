@@ -42,16 +42,16 @@ class TensorOperators:
         return ops.unary.abs(self)
 
     def __floordiv__(self, other):
-        return ops.elementwise.floor_divide(self, other)
+        return ops.binary_math.floor_divide(self, other)
 
     def __rfloordiv__(self, other):
-        return ops.elementwise.floor_divide(other, self)
+        return ops.binary_math.floor_divide(other, self)
 
     def __mod__(self, other):
-        return ops.elementwise.remainder(self, other)
+        return ops.binary_math.remainder(self, other)
 
     def __rmod__(self, other):
-        return ops.elementwise.remainder(other, self)
+        return ops.binary_math.remainder(other, self)
 
     def __matmul__(self, other):
         return ops.matmul.matmul(self, other)
@@ -126,16 +126,16 @@ class TensorOperators:
     # unary ops, ops/unary.py's UNARY (which installs them).
 
     def atan2(self, other):
-        return ops.elementwise.atan2(self, other)
+        return ops.binary_math.atan2(self, other)
 
     def hypot(self, other):
-        return ops.elementwise.hypot(self, other)
+        return ops.binary_math.hypot(self, other)
 
     def floor_divide(self, other):
-        return ops.elementwise.floor_divide(self, other)
+        return ops.binary_math.floor_divide(self, other)
 
     def remainder(self, other):
-        return ops.elementwise.remainder(self, other)
+        return ops.binary_math.remainder(self, other)
 
     def clamp(self, min=None, max=None):  # noqa: A002 - PyTorch's argument names
         return ops.elementwise.clamp(self, min, max)

@@ -1,5 +1,5 @@
 """Elementwise ops: arithmetic with promotion and broadcasting, clamp, where, comparisons, casts; the unary
-math ops are declared in a table in unary.py."""
+math ops are declared in a table in unary.py, atan2, hypot, // and % are in binary_math.py."""
 
 import math
 import numbers
@@ -31,7 +31,7 @@ def scalar_tensor(value, dtype, shape, device):
     return Tensor._make(DEVICES[device].scalar_view(value, dtype, shape), None, device)
 
 
-def _operands(a, b, op):
+def promoted_operands(a, b, op):
     """Two tensors of one shape and dtype from tensors and numbers, by PyTorch's promotion and broadcast."""
     if isinstance(a, Tensor):
         if isinstance(b, Tensor):
@@ -53,7 +53,7 @@ def _operands(a, b, op):
     raise TypeError(f"{op}: unsupported operand types {type(a).__name__} and {type(b).__name__}")
 
 
-def _floating(x):
+def floating(x):
     """Integer and boolean inputs of float-valued functions are computed in the default float dtype."""
     return x if x._data.dtype.kind == "f" else x.to(dtypes.get_default_dtype())
 
@@ -182,7 +182,7 @@ def _unrecorded(name, a, b):
 def add(a, b):
     if (result := _unrecorded("add", a, b)) is not None:
         return result
-    a, b = _operands(a, b, "add")
+    a, b = promoted_operands(a, b, "add")
     if a._data.dtype.kind == "b":
         return map_tensors("maximum", a, b)  # bool + bool is a bool (logical or) in PyTorch
     return Add.apply(a, b)
@@ -191,7 +191,7 @@ def add(a, b):
 def sub(a, b):
     if (result := _unrecorded("sub", a, b)) is not None:
         return result
-    a, b = _operands(a, b, "sub")
+    a, b = promoted_operands(a, b, "sub")
     if a._data.dtype.kind == "b":
         raise TypeError("sub: subtraction of boolean tensors is not supported; use logical_xor (^) instead")
     return Sub.apply(a, b)
@@ -200,7 +200,7 @@ def sub(a, b):
 def mul(a, b):
     if (result := _unrecorded("mul", a, b)) is not None:
         return result
-    a, b = _operands(a, b, "mul")
+    a, b = promoted_operands(a, b, "mul")
     if a._data.dtype.kind == "b":
         return map_tensors("minimum", a, b)  # bool * bool is a bool (logical and) in PyTorch
     return Mul.apply(a, b)
@@ -210,24 +210,24 @@ def div(a, b):
     """True division: integer operands give a floating result."""
     if (result := _unrecorded("div", a, b)) is not None:
         return result
-    a, b = _operands(a, b, "div")
-    return Div.apply(_floating(a), _floating(b))
+    a, b = promoted_operands(a, b, "div")
+    return Div.apply(floating(a), floating(b))
 
 
 def pow(base, exponent):  # noqa: A001 - PyTorch's name
-    base, exponent = _operands(base, exponent, "pow")
+    base, exponent = promoted_operands(base, exponent, "pow")
     if base._data.dtype.kind != "f" and DEVICES[base.device].count_nonzero(compare("less", exponent, 0)._data):
         raise ValueError("pow: integers to negative integer powers are not allowed")
     return Pow.apply(base, exponent)
 
 
 def maximum(a, b):
-    a, b = _operands(a, b, "maximum")
+    a, b = promoted_operands(a, b, "maximum")
     return Maximum.apply(a, b)
 
 
 def minimum(a, b):
-    a, b = _operands(a, b, "minimum")
+    a, b = promoted_operands(a, b, "minimum")
     return Minimum.apply(a, b)
 
 
@@ -236,100 +236,9 @@ def where(condition, a, b):
     if not isinstance(condition, Tensor) or condition.dtype != dtypes.bool_:
         raise TypeError(f"where: condition must be a bool tensor, got "
                         f"{getattr(condition, 'dtype', type(condition).__name__)}")
-    a, b = _operands(a, b, "where")
+    a, b = promoted_operands(a, b, "where")
     shape = broadcast_shapes(condition.shape, a.shape, "where")
     return Where.apply(expand(condition, shape), expand(a, shape), expand(b, shape))
-
-
-class Atan2(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return map_tensors("atan2", a, b)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        a, b = ctx.saved_tensors
-        return (map_tensors("atan2_backward_first", grad_output, a, b) if ctx.needs_input_grad[0] else None,
-                map_tensors("atan2_backward_second", grad_output, a, b) if ctx.needs_input_grad[1] else None)
-
-
-class Hypot(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        result = map_tensors("hypot", a, b)
-        ctx.save_for_backward(a, b, result)
-        return result
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        a, b, result = ctx.saved_tensors
-        return (map_tensors("hypot_backward", grad_output, a, result) if ctx.needs_input_grad[0] else None,
-                map_tensors("hypot_backward", grad_output, b, result) if ctx.needs_input_grad[1] else None)
-
-
-class Remainder(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b if ctx.needs_input_grad[1] else None)
-        return map_tensors("remainder", a, b)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        a, b = ctx.saved_tensors
-        grad_divisor = map_tensors("remainder_backward_divisor", grad_output, a, b) if ctx.needs_input_grad[1] else None
-        return grad_output, grad_divisor
-
-
-class FloorDivide(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        return map_tensors("floor_divide", a, b)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        raise RuntimeError("derivative for floor_divide is not implemented")
-
-
-def atan2(input, other):  # noqa: A002 - PyTorch's argument names
-    """The angle of the point (other, input), elementwise: atan2(input, other)."""
-    a, b = _operands(input, other, "atan2")
-    return Atan2.apply(_floating(a), _floating(b))
-
-
-def hypot(input, other):  # noqa: A002
-    """sqrt(input^2 + other^2) without overflow; floating-point inputs only, as PyTorch."""
-    a, b = _operands(input, other, "hypot")
-    if a._data.dtype.kind != "f":
-        raise TypeError(f"hypot: expects floating-point tensors, got {a.dtype}")
-    return Hypot.apply(a, b)
-
-
-def _integer_divisor(a, b, op):
-    """Integer division by zero is an error, as in PyTorch (floats give IEEE inf / NaN instead)."""
-    if DEVICES[b.device].count_nonzero(compare("equal", b, 0)._data):
-        raise RuntimeError(f"{op}: ZeroDivisionError (an integer divisor is 0)")
-    return a, b
-
-
-def floor_divide(input, other):  # noqa: A002
-    """input / other rounded towards -inf (`//`); integers stay integers. Not differentiable, as in PyTorch."""
-    a, b = _operands(input, other, "floor_divide")
-    if a._data.dtype.kind == "b":
-        raise TypeError("floor_divide: not supported for bool tensors")
-    if a._data.dtype.kind != "f":
-        return map_tensors("floor_divide_integer", *_integer_divisor(a, b, "floor_divide"))
-    return FloorDivide.apply(a, b)
-
-
-def remainder(input, other):  # noqa: A002
-    """input - other * floor_divide(input, other) (`%`), with the sign of other, as Python's and PyTorch's."""
-    a, b = _operands(input, other, "remainder")
-    if a._data.dtype.kind == "b":
-        raise TypeError("remainder: not supported for bool tensors")
-    if a._data.dtype.kind != "f":
-        return map_tensors("remainder_integer", *_integer_divisor(a, b, "remainder"))
-    return Remainder.apply(a, b)
 
 
 # ---------------------------------------------------------------------------------------------- unary
@@ -369,7 +278,7 @@ def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
 
 def compare(kernel, a, b):
     """A comparison kernel ('less', 'equal', ...) over broadcast operands: a bool tensor, no gradient."""
-    a, b = _operands(a, b, kernel)
+    a, b = promoted_operands(a, b, kernel)
     return map_tensors(kernel, a, b, dtype=dtypes.bool_)
 
 
@@ -381,7 +290,7 @@ def logical_not(x):
 
 def logical(operation, a, b):
     """Elementwise and / or / xor of bool tensors (broadcast)."""
-    a, b = _operands(a, b, f"logical_{operation}")
+    a, b = promoted_operands(a, b, f"logical_{operation}")
     if a._data.dtype.kind != "b" or b._data.dtype.kind != "b":
         raise TypeError(f"logical_{operation}: expects bool tensors, got {a.dtype} and {b.dtype}")
     if operation == "xor":
