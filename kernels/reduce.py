@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from nbprop.kernels import scalar
-from nbprop.kernels._jit import parallel_cpu_kernel, scalar_function
+from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel, scalar_function
 
 # Inner columns handled by one work item: long enough for contiguous vector loads, short enough to share.
 BLOCK = 128
@@ -84,6 +84,15 @@ def sum_chunks(x, chunk, out):
     inner) float64 (for float x: float32 sums accumulate in float64) or int64. An empty range sums to 0.
     """
     accumulate_chunks(x, chunk, False, out)
+
+
+@cpu_kernel
+def sum_whole(x, divisor, out):
+    """out[0] = the sum of x, (1, size, 1) float32/float64 C-contiguous, accumulated in float64 as sum_chunks
+    does over one chunk, divided by divisor, in out's dtype: a whole small tensor's sum or mean in one call."""
+    total = np.zeros((1, 1, 1))
+    accumulate_chunks(x, x.shape[1], False, total)
+    out[0] = total[0, 0, 0] / divisor
 
 
 @parallel_cpu_kernel

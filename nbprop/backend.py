@@ -17,7 +17,7 @@ FAMILIES = (
     "elementwise", "elementwise_backward", "reduce", "extrema", "padding", "indexing", "matmul", "softmax", "value",
     "linear", "activation", "norm", "loss", "optim", "optim_transforms", "clip", "optim_adaptive",
     "optim_sign", "optim_layerwise", "optim_factored",
-    "gather", "sort", "scan", "logical",
+    "gather", "sort", "scan", "product_scan", "logical", "conv", "pool", "recurrent", "attention",
 )
 
 # Large contiguous inputs are cut into rows of this many elements, so that threads share the work evenly.
@@ -39,6 +39,9 @@ class CpuDevice:
     """NumPy arrays in host memory, `@njit` kernels."""
 
     name = "cpu"
+    # A NumPy view holds its base array, so the reference count of an array sees every view of it: optimizers
+    # may lend their gradient storage to the backward pass (nbprop/optim/flat.py), which relies on that.
+    views_hold_their_base = True
 
     def __init__(self):
         self._kernels = {}
@@ -143,11 +146,6 @@ class CpuDevice:
     def to_numpy(array):
         """The array as a NumPy array in host memory (the same memory on the CPU)."""
         return array
-
-    @staticmethod
-    def to_text(array, prefix):
-        """The values as PyTorch prints them after `prefix` (continuation lines indented to follow it)."""
-        return np.array2string(array, separator=", ", prefix=prefix)
 
     @staticmethod
     def item(array):

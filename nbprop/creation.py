@@ -8,7 +8,7 @@ import numpy as np
 from nbprop import dtypes
 from nbprop.backend import DEVICES, HOST
 from nbprop.backend import get as get_device
-from nbprop.random import generator
+from nbprop.random import numpy_generator
 from nbprop.tensor import Tensor
 from nbprop.tensor_operators import shape_arguments
 
@@ -198,36 +198,55 @@ def _floating_dtype(dtype, op):
     return resolved
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False):
-    """Standard normal samples from the generator seeded by `manual_seed`."""
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples from `generator` (by default the one seeded by `manual_seed`)."""
     resolved = _floating_dtype(dtype, "randn")
     device = resolve_device(device)
-    array = generator().standard_normal(shape_arguments(size), dtype=resolved)
+    array = numpy_generator(generator, device, "randn").standard_normal(shape_arguments(size), dtype=resolved)
     return _finish(_on_device(array, device), requires_grad, device)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False):
-    """Uniform samples in [0, 1) from the generator seeded by `manual_seed`."""
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) from `generator` (by default the one seeded by `manual_seed`)."""
     resolved = _floating_dtype(dtype, "rand")
     device = resolve_device(device)
-    array = generator().random(shape_arguments(size), dtype=resolved)
+    array = numpy_generator(generator, device, "rand").random(shape_arguments(size), dtype=resolved)
     return _finish(_on_device(array, device), requires_grad, device)
 
 
-def randint(low, high=None, size=(), dtype=None, device=None, requires_grad=False):
+def randint(low, high=None, size=(), *, generator=None, dtype=None, device=None, requires_grad=False):
     """Integers uniform in [low, high) (int64 by default)."""
     if high is None:
         low, high = 0, low
     device = resolve_device(device)
-    array = generator().integers(low, high, size=shape_arguments((size,)) if size != () else ())
+    shape = shape_arguments((size,)) if size != () else ()
+    array = numpy_generator(generator, device, "randint").integers(low, high, size=shape)
     return _finish(_on_device(array.astype(_dtype(dtype, dtypes.int64)), device), requires_grad, device)
 
 
-def randn_like(input, dtype=None, device=None, requires_grad=False):  # noqa: A002
-    return randn(input.shape, dtype=input.dtype if dtype is None else dtype, device=_like_device(input, device),
-                 requires_grad=requires_grad)
+def randn_like(input, *, generator=None, dtype=None, device=None, requires_grad=False):  # noqa: A002
+    return randn(input.shape, generator=generator, dtype=input.dtype if dtype is None else dtype,
+                 device=_like_device(input, device), requires_grad=requires_grad)
 
 
-def rand_like(input, dtype=None, device=None, requires_grad=False):  # noqa: A002
-    return rand(input.shape, dtype=input.dtype if dtype is None else dtype, device=_like_device(input, device),
-                requires_grad=requires_grad)
+def rand_like(input, *, generator=None, dtype=None, device=None, requires_grad=False):  # noqa: A002
+    return rand(input.shape, generator=generator, dtype=input.dtype if dtype is None else dtype,
+                device=_like_device(input, device), requires_grad=requires_grad)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """A random permutation of 0, ..., n - 1 (int64 by default; a floating dtype holds the same values)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"randperm: n must be an integer, got {type(n).__name__}")
+    if n < 0:
+        raise RuntimeError(f"randperm: n must be non-negative, got {n}")
+    resolved = _dtype(dtype, dtypes.int64)
+    if resolved.kind == "b":
+        raise NotImplementedError("randperm: not implemented for bool; use int64 or a floating dtype")
+    if resolved.kind == "f" and n > 2 ** (np.finfo(resolved).nmant + 1):
+        # Larger integers are not all representable: the values would not be a permutation.
+        raise RuntimeError(f"randperm: n = {n} is too large for {resolved}, which holds the integers only up to "
+                           f"{2 ** (np.finfo(resolved).nmant + 1)}")
+    device = resolve_device(device)
+    array = numpy_generator(generator, device, "randperm").permutation(int(n))
+    return _finish(_on_device(DEVICES[HOST].astype(array, resolved), device), requires_grad, device)

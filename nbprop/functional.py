@@ -86,19 +86,25 @@ def numel(input):  # noqa: A002
 
 # Gather and scatter, sorting, running sums, logical reductions (their op modules load here, before any
 # Tensor method reaches them as ops.gather, ops.sort, ops.scan, ops.logical).
+from nbprop.ops import einsum as _einsum  # noqa: E402
 from nbprop.ops import gather as _gather  # noqa: E402
 from nbprop.ops import logical as _logical  # noqa: E402
+from nbprop.ops import sampling as _sampling  # noqa: E402
 from nbprop.ops import scan as _scan  # noqa: E402
 from nbprop.ops import sort as _sort  # noqa: E402
 
 all = _logical.all  # noqa: A001 - PyTorch's name
 any = _logical.any  # noqa: A001
+bernoulli = _sampling.bernoulli
+einsum = _einsum.einsum
 gather = _gather.gather
 scatter = _gather.scatter
 scatter_add = _gather.scatter_add
 index_select = _gather.index_select
 masked_fill = _gather.masked_fill
+multinomial = _sampling.multinomial
 sort = _sort.sort
 argsort = _sort.argsort
 topk = _sort.topk
+cumprod = _scan.cumprod
 cumsum = _scan.cumsum

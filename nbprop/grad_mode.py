@@ -1,11 +1,12 @@
-"""Whether ops are recorded on the tape: no_grad, enable_grad, set_grad_enabled (per thread)."""
+"""Whether ops are recorded on the tape: no_grad, enable_grad, set_grad_enabled, inference_mode (per thread)."""
 
 import functools
 import threading
 
 
 class _Recording(threading.local):
-    enabled = True
+    enabled = True  # what ops read: grad mode on and inference mode off
+    inference = False
 
 
 recording = _Recording()
@@ -28,7 +29,7 @@ class _ModeGuard:
 
     def __enter__(self):
         self._previous = recording.enabled
-        recording.enabled = self._mode
+        recording.enabled = self._mode and not recording.inference
         return self
 
     def __exit__(self, *exc_info):
@@ -40,7 +41,7 @@ class _ModeGuard:
         @functools.wraps(function)
         def decorated(*args, **kwargs):
             previous = recording.enabled
-            recording.enabled = mode
+            recording.enabled = mode and not recording.inference
             try:
                 return function(*args, **kwargs)
             finally:
@@ -73,7 +74,7 @@ class set_grad_enabled(_ModeGuard):
     def __init__(self, mode):
         self._mode = bool(mode)
         self._previous = recording.enabled
-        recording.enabled = self._mode
+        recording.enabled = self._mode and not recording.inference
 
     def __enter__(self):
         return self
@@ -81,3 +82,55 @@ class set_grad_enabled(_ModeGuard):
     def __call__(self, function):
         recording.enabled = self._previous  # decorating must not change the mode of the caller
         return super().__call__(function)
+
+
+def is_inference_mode_enabled():
+    """Whether inference_mode is on in this thread."""
+    return recording.inference
+
+
+class inference_mode:
+    """PyTorch's inference_mode(mode=True): a context manager and decorator (`@inference_mode`,
+    `@inference_mode()`, `@inference_mode(False)`) under which nothing is recorded, even inside enable_grad.
+    `inference_mode(False)` turns it off again and turns recording on, as in PyTorch.
+
+    The difference from PyTorch: nbprop has no inference tensors. PyTorch marks tensors made in inference mode
+    (no version counter, no views' bookkeeping) and refuses to save them for backward or change them in place
+    outside it, which makes its inference mode faster than no_grad; here they are ordinary tensors, usable in
+    recorded ops afterwards, and inference_mode costs and saves what no_grad does. Inside it, is_grad_enabled()
+    is False even within enable_grad (PyTorch reports True there, and records nothing either).
+    """
+
+    def __new__(cls, mode=True):
+        if isinstance(mode, bool):
+            return super().__new__(cls)
+        return cls()(mode)  # `@inference_mode` without parentheses decorates directly
+
+    def __init__(self, mode=True):
+        self.mode = mode
+
+    def __enter__(self):
+        self._previous = (recording.enabled, recording.inference)
+        recording.inference = self.mode
+        recording.enabled = not self.mode
+
+    def __exit__(self, *exc_info):
+        recording.enabled, recording.inference = self._previous
+
+    def __call__(self, function):
+        mode = self.mode
+
+        @functools.wraps(function)
+        def decorated(*args, **kwargs):
+            previous = (recording.enabled, recording.inference)
+            recording.inference = mode
+            recording.enabled = not mode
+            try:
+                return function(*args, **kwargs)
+            finally:
+                recording.enabled, recording.inference = previous
+
+        return decorated
+
+    def clone(self):
+        return self.__class__(self.mode)

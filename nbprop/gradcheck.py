@@ -104,3 +104,34 @@ def gradcheck(function, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=
                 raise GradcheckError(message)
             return False
     return True
+
+
+def gradgradcheck(function, inputs, grad_outputs=None, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
+    """Check second derivatives: gradcheck of the gradients of `function(*inputs)` (computed with
+    create_graph=True) as a function of the inputs and of the output gradients, as PyTorch's gradgradcheck.
+
+    `grad_outputs`: float64 tensors that require grad, one per floating output that requires grad; random
+    (seeded) when None.
+    """
+    inputs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+    differentiable = [index for index, value in enumerate(inputs) if isinstance(value, Tensor) and value.requires_grad]
+    if not differentiable:
+        raise ValueError("gradgradcheck: no input requires grad")
+    if grad_outputs is None:
+        generator = np.random.default_rng(0)
+        grad_outputs = [
+            Tensor._make(generator.standard_normal(output.shape), None, HOST).requires_grad_()
+            for output in _outputs_of(function, inputs) if output.requires_grad
+        ]
+    grad_outputs = (grad_outputs,) if isinstance(grad_outputs, Tensor) else tuple(grad_outputs)
+
+    def first_gradients(*values):
+        # Recorded even when gradcheck evaluates it under no_grad for central differences: the first
+        # gradients are its values.
+        with autograd.enable_grad():
+            wanted = [output for output in _outputs_of(function, values[:len(inputs)]) if output.requires_grad]
+            return autograd.grad(wanted, [values[index] for index in differentiable], values[len(inputs):],
+                                 create_graph=True, materialize_grads=True)
+
+    return gradcheck(first_gradients, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
+                     raise_exception=raise_exception)

@@ -2,9 +2,12 @@
 
 from nbprop import dtypes, ops
 from nbprop.backend import DEVICES, HOST
+from nbprop.size import Size
 from nbprop.tensor_operators import TensorOperators
+from nbprop.tensor_repr import tensor_text
 
 _new = object.__new__
+_tuple_new = tuple.__new__  # a Size of an array's shape without Size()'s checks: .shape is read per op
 
 
 class Tensor(TensorOperators):
@@ -59,7 +62,8 @@ class Tensor(TensorOperators):
 
     @property
     def shape(self):
-        return self._data.shape
+        """The sizes of the dimensions, an `nbprop.Size` (ops inside nbprop read `_data.shape`, a plain tuple)."""
+        return _tuple_new(Size, self._data.shape)
 
     @property
     def ndim(self):
@@ -98,9 +102,15 @@ class Tensor(TensorOperators):
         return ops.movement.transpose(self, -2, -1)
 
     def size(self, dim=None):
+        """The shape as an `nbprop.Size`, or the size of dimension `dim` (negative counts from the end)."""
         if dim is None:
-            return self._data.shape
-        return self._data.shape[_wrap_dim(dim, self.ndim, "size")]
+            return _tuple_new(Size, self._data.shape)
+        if dim.__class__ is not int:
+            dim = _dimension_index(dim, "size")
+        shape = self._data.shape
+        if not shape:  # PyTorch: a 0-d tensor has no dimension to ask about, not even 0 or -1
+            raise IndexError(f"size: dimension specified as {dim} but tensor has no dimensions")
+        return shape[_wrap_dim(dim, len(shape), "size")]
 
     def dim(self):
         return self._data.ndim
@@ -137,15 +147,7 @@ class Tensor(TensorOperators):
         return DEVICES[self.device].to_numpy(self._data).tolist()
 
     def __repr__(self):
-        body = DEVICES[self.device].to_text(self._data, "tensor(")
-        extras = "" if self.device == HOST else f", device={self.device!r}"
-        if self._data.dtype != dtypes.get_default_dtype() and self._data.dtype != dtypes.int64:
-            extras += f", dtype={self._data.dtype}"
-        if self.grad_fn is not None:
-            extras += f", grad_fn={self.grad_fn!r}"
-        elif self.requires_grad:
-            extras += ", requires_grad=True"
-        return f"tensor({body}{extras})"
+        return tensor_text(self)
 
     def __bool__(self):
         if self._data.size != 1:
@@ -250,6 +252,13 @@ class Tensor(TensorOperators):
 
     def cpu(self):
         return self.to(HOST)
+
+
+def _dimension_index(dim, op):
+    """`dim` as an int (a NumPy integer or a one-element integer tensor too); a TypeError naming the op otherwise."""
+    if isinstance(dim, bool) or not hasattr(dim, "__index__"):
+        raise TypeError(f"{op}(): argument 'dim' (position 1) must be int, not {type(dim).__name__}")
+    return dim.__index__()
 
 
 def _wrap_dim(dim, ndim, op):

@@ -345,6 +345,9 @@ class TensorOperators:
     def topk(self, k, dim=-1, largest=True, sorted=True):  # noqa: A002 - PyTorch's argument name
         return ops.sort.topk(self, k, dim, largest, sorted)
 
+    def cumprod(self, dim, dtype=None):
+        return ops.scan.cumprod(self, dim, dtype)
+
     def cumsum(self, dim, dtype=None):
         return ops.scan.cumsum(self, dim, dtype)
 

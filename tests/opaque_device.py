@@ -79,6 +79,9 @@ class OpaqueDevice:
     with the host: transfers copy."""
 
     name = "opaque"
+    # A view of an opaque array does not hold the wrapper it came from (as on a real accelerator, whose views
+    # hold the device memory, not the array object): reference counts cannot see views, so nothing is lent.
+    views_hold_their_base = False
 
     @staticmethod
     def asarray(data, dtype=None):

@@ -283,7 +283,7 @@ def test_creating_a_no_grad_object_does_not_change_the_mode():
             assert not nbprop.is_grad_enabled()
         assert nbprop.is_grad_enabled()
     finally:
-        autograd.recording.enabled = True
+        nbprop.set_grad_enabled(True)
 
 
 def test_no_grad_as_a_bare_decorator():

@@ -7,9 +7,11 @@ import re
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "nbprop"
+# tensor_repr.py is left out: it formats a host copy of the values (device.to_numpy), as printing must.
 CHECKED = sorted(
-    [*PACKAGE.glob("ops/*.py"), *PACKAGE.glob("nn/*.py"), *PACKAGE.glob("optim/*.py"), *PACKAGE.glob("tensor*.py"),
-     *PACKAGE.glob("autograd*.py"), PACKAGE / "backward_pass.py", PACKAGE / "creation.py"]
+    [*PACKAGE.glob("ops/*.py"), *PACKAGE.glob("nn/*.py"), *PACKAGE.glob("optim/*.py"), PACKAGE / "tensor.py",
+     PACKAGE / "tensor_operators.py", *PACKAGE.glob("autograd/*.py"), PACKAGE / "backward_pass.py",
+     PACKAGE / "creation.py"]
 )
 
 # NumPy as a library of dtype names and constants is fine; anything else of NumPy is a call on data.
@@ -52,7 +54,8 @@ def test_the_core_imports_no_op_family():
     import ast
 
     forbidden = {"tensor.py": ("nbprop.ops.", "nbprop.autograd", "nbprop.backward_pass"),
-                 "tensor_operators.py": ("nbprop.ops.",), "autograd.py": ("nbprop.ops.",),
+                 "tensor_operators.py": ("nbprop.ops.",), "autograd/__init__.py": ("nbprop.ops.",),
+                 "autograd/function.py": ("nbprop.ops.",),
                  "backward_pass.py": ("nbprop.ops.",)}
     for name, prefixes in forbidden.items():
         imported = []

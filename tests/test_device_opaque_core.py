@@ -93,7 +93,7 @@ def test_moving_between_devices_is_differentiable_and_copies():
     on_device = host.to("opaque", nbprop.float64)
     host.add_(1)  # a transfer copies: the device copy keeps the old values
     assert on_device.dtype == nbprop.float64 and on_device.cpu().tolist() == [1.0, 2.0]
-    assert repr(on_device) == "tensor([1., 2.], device='opaque', dtype=float64)"
+    assert repr(on_device) == "tensor([1., 2.], device='opaque', dtype=nbprop.float64)"
     assert on_device.to("opaque") is on_device and on_device.sum().item() == 3.0
 
 

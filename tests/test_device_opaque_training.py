@@ -542,3 +542,19 @@ def _train_mlp(device, batch_norm):
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_an_mlp_trains_as_on_the_cpu(batch_norm):
     assert_all_bits(_train_mlp(OPAQUE, batch_norm), _train_mlp("cpu", batch_norm))
+
+
+def test_a_view_of_an_old_gradient_keeps_its_values_on_a_device_that_cannot_lend():
+    """Reference counts cannot see views of opaque arrays, so optimizers lend no gradient storage there: a view
+    kept from the last step's .grad is not overwritten by the next backward pass."""
+    model = nn.Linear(3, 2).to(OPAQUE)
+    optimizer = optim.Adam(model.parameters(), lr=0.1)
+    x = nbprop.tensor(np.arange(6.0, dtype=np.float32).reshape(2, 3), device=OPAQUE)
+    model(x).sum().backward()
+    optimizer.step()
+    kept = model.weight.grad.reshape(-1)
+    before = host(kept)
+    optimizer.zero_grad()
+    (model(x) * 3).sum().backward()
+    optimizer.step()
+    assert_bits(host(kept), before)

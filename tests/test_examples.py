@@ -55,3 +55,40 @@ def test_scalar_moons_reaches_97_percent(capsys):
     loss, accuracy = _load("scalar_moons").main()
     assert accuracy >= 0.97 and loss < 0.1
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_char_lstm_loss_falls_and_it_samples(capsys):
+    first, last, sample = _load("char_lstm").main(steps=60, print_every=20)
+    printed = capsys.readouterr().out
+    assert first > 4.0 and last < first - 1.0, (first, last)
+    assert "sample: The " in printed and len(sample) == len("The ") + 200
+
+
+def test_char_transformer_loss_falls_and_it_samples(capsys):
+    first, last, sample = _load("char_transformer").main(steps=40, sequence=32, batch=16, print_every=20)
+    printed = capsys.readouterr().out
+    assert first > 4.0 and last < first - 1.0, (first, last)
+    assert "sample: The " in printed and len(sample) == len("The ") + 200
+
+
+def test_regression_early_stopping_stops_and_predicts(capsys):
+    history, rmse, r_squared = _load("regression_early_stopping").main(max_epochs=200, patience=5, progress=False)
+    printed = capsys.readouterr().out
+    assert history.stopped_early and len(history) == history.best_epoch + 5
+    assert r_squared > 0.3 and rmse < 70  # the target's standard deviation is about 78
+    assert "stopped early after epoch" in printed and "test RMSE" in printed
+
+
+def test_digits_mlp_reaches_90_percent_and_draws_its_curves(tmp_path, capsys):
+    accuracy, history = _load("digits_mlp").main(epochs=6, out=str(tmp_path), progress=False)
+    assert accuracy > 0.9 and len(history) == 6
+    assert "test accuracy" in capsys.readouterr().out
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cnn_digits_trains_a_few_epochs(capsys):
+    accuracy = _load("cnn_digits").main(epochs=2)
+    printed = capsys.readouterr().out
+    losses = [float(value) for value in re.findall(r"loss (\d+\.\d+)", printed)]
+    assert len(losses) == 2 and losses[1] < 0.5 * losses[0], losses
+    assert accuracy > 0.95 and "test accuracy" in printed

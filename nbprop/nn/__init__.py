@@ -16,8 +16,10 @@ from nbprop.nn.activation import (
     Softplus,
     Tanh,
 )
+from nbprop.nn.attention import LearnedPositionalEncoding, MultiheadAttention, SinusoidalPositionalEncoding
 from nbprop.nn.container import ModuleDict, ModuleList, Sequential
-from nbprop.nn.dropout import Dropout
+from nbprop.nn.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
+from nbprop.nn.dropout import Dropout, Dropout2d
 from nbprop.nn.embedding import Embedding
 from nbprop.nn.linear import Bilinear, Flatten, Identity, Linear
 from nbprop.nn.loss import (
@@ -34,13 +36,41 @@ from nbprop.nn.loss import (
 from nbprop.nn.module import Module
 from nbprop.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, RMSNorm
 from nbprop.nn.parameter import Parameter
+from nbprop.nn.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+    Upsample,
+)
 from nbprop.nn.regularization import l1_penalty, l2_penalty
+from nbprop.nn.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from nbprop.nn.transformer import (
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
-    "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Bilinear", "CrossEntropyLoss", "Dropout", "ELU",
-    "Embedding", "Flatten", "GELU", "GroupNorm", "Hardtanh", "HuberLoss", "Identity", "KLDivLoss", "L1Loss",
-    "LayerNorm", "LeakyReLU", "Linear", "LogSigmoid", "LogSoftmax", "MSELoss", "Module", "ModuleDict", "ModuleList",
-    "NLLLoss", "Parameter", "RMSNorm", "ReLU", "SELU", "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AvgPool1d", "AvgPool2d",
+    "BCELoss", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Bilinear", "Conv1d", "Conv2d", "ConvTranspose1d",
+    "ConvTranspose2d", "CrossEntropyLoss", "Dropout",
+    "Dropout2d", "ELU",
+    "Embedding", "Flatten", "GELU", "GRU", "GRUCell", "GroupNorm",
+    "Hardtanh", "HuberLoss", "Identity", "KLDivLoss", "L1Loss",
+    "LSTM", "LSTMCell",
+    "LayerNorm", "LearnedPositionalEncoding",
+    "LeakyReLU", "Linear", "LogSigmoid", "LogSoftmax", "MSELoss", "MaxPool1d", "MaxPool2d",
+    "Module", "ModuleDict", "ModuleList", "MultiheadAttention",
+    "NLLLoss", "Parameter", "RMSNorm", "RNN", "RNNCell",
+    "ReLU", "SELU", "Sequential", "SiLU", "Sigmoid", "SinusoidalPositionalEncoding", "SmoothL1Loss",
+    "Softmax",
     "Softplus",
-    "Tanh", "functional", "init", "l1_penalty", "l2_penalty", "utils",
+    "Tanh", "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
+    "Upsample", "functional", "init", "l1_penalty", "l2_penalty", "utils",
 ]

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 
 from nbprop.backend import DEVICES, HOST
-from nbprop.random import generator as default_generator
+from nbprop.random import numpy_generator
 from nbprop.tensor import Tensor
 
 __all__ = [
@@ -69,16 +69,16 @@ def _floating(tensor, op):
 
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
-    """Fill with draws from U(a, b)."""
+    """Fill with draws from U(a, b), from `generator` (an nbprop.Generator; by default the global one)."""
     _floating(tensor, "uniform_")
-    rng = generator or default_generator()
+    rng = numpy_generator(generator, tensor.device, "uniform_")
     return _write(tensor, rng.uniform(a, b, tensor.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with draws from N(mean, std^2)."""
     _floating(tensor, "normal_")
-    rng = generator or default_generator()
+    rng = numpy_generator(generator, tensor.device, "normal_")
     return _write(tensor, rng.normal(mean, std, tensor.shape))
 
 
@@ -165,7 +165,7 @@ def orthogonal_(tensor, gain=1, generator=None):
         return tensor
     rows = tensor.shape[0]
     columns = tensor.numel() // rows
-    rng = generator or default_generator()
+    rng = numpy_generator(generator, tensor.device, "orthogonal_")
     flattened = rng.standard_normal((rows, columns))
     if rows < columns:
         flattened = flattened.T

@@ -6,7 +6,8 @@ from nbprop import dtypes
 from nbprop.backend import HOST
 from nbprop.backend import get as get_device
 from nbprop.grad_mode import no_grad
-from nbprop.nn import state
+from nbprop.hooks import add_hook
+from nbprop.nn import hooks, state
 from nbprop.nn.parameter import Parameter
 from nbprop.tensor import Tensor
 
@@ -18,6 +19,8 @@ class Module:
     """
 
     training: bool
+    # Empty until Module.__init__ makes each module its own: a call checks them before anything else.
+    _forward_pre_hooks = _forward_hooks = _backward_pre_hooks = _backward_hooks = ()
 
     def __init__(self, *args, **kwargs):
         if args or kwargs:
@@ -29,13 +32,49 @@ class Module:
         setter(self, "_buffers", OrderedDict())
         setter(self, "_non_persistent_buffers_set", set())
         setter(self, "_modules", OrderedDict())
+        # Hooks by handle id, in calling order; the sets of ids registered with_kwargs / always_call.
+        for name in ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                     "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_pre_hooks",
+                     "_backward_hooks"):
+            setter(self, name, OrderedDict())
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" '
                                   "function")
 
     def __call__(self, *args, **kwargs):
+        if self._forward_pre_hooks or self._forward_hooks or self._backward_pre_hooks or self._backward_hooks:
+            return hooks.call_with_hooks(self, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    # --------------------------------------------------------------------------------------- hooks
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call `hook(module, args)` before each forward; a result other than None replaces the positional
+        arguments (a non-tuple is wrapped in one). With `with_kwargs`, `hook(module, args, kwargs)` returns None or
+        `(args, kwargs)`. Hooks run in registration order, a `prepend`ed one first; returns a RemovableHandle."""
+        with_kwargs_flags = self._forward_pre_hooks_with_kwargs
+        return add_hook(self._forward_pre_hooks, hook, prepend, [with_kwargs_flags],
+                        [with_kwargs_flags] if with_kwargs else [])
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """Call `hook(module, args, output)` (with `with_kwargs`, `hook(module, args, kwargs, output)`) after each
+        forward; a result other than None replaces the output. With `always_call`, the hook runs even when forward
+        or another hook raises. Returns a RemovableHandle."""
+        flags = (self._forward_hooks_with_kwargs, self._forward_hooks_always_called)
+        return add_hook(self._forward_hooks, hook, prepend, flags,
+                        [marks for marks, wanted in zip(flags, (with_kwargs, always_call)) if wanted])
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        """Call `hook(module, grad_output)` when the gradients of the module's outputs are computed; a tuple
+        returned replaces grad_output (one entry per output, None for a non-tensor). Returns a RemovableHandle."""
+        return add_hook(self._backward_pre_hooks, hook, prepend)
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        """Call `hook(module, grad_input, grad_output)` when the gradients of the module's inputs are computed
+        (one entry per positional argument; see nn/hooks.py's BackwardHook); a tuple returned replaces grad_input.
+        Tensor arguments reach forward as views of themselves (PyTorch's identity Function). Returns a handle."""
+        return add_hook(self._backward_hooks, hook, prepend)
 
     # ------------------------------------------------------------------------------------ registry
 

@@ -6,22 +6,31 @@ in-place machinery as `clamp_`: the input's version is bumped and it takes the o
 PyTorch, a leaf that requires grad cannot be changed in place.
 """
 
+import math
 import numbers
 
 from nbprop.autograd import Function
 from nbprop.ops import inplace, unary
-from nbprop.ops.elementwise import map_tensors
+from nbprop.ops.elementwise import clamp, gradient_map, map_tensors, where
 from nbprop.tensor import Tensor
 
 # SELU's fixed constants (Klambauer et al. 2017), PyTorch's values.
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
+INVERSE_SQRT_TWO = 1.0 / math.sqrt(2.0)
+INVERSE_SQRT_TWO_PI = 1.0 / math.sqrt(2.0 * math.pi)  # the standard normal density at 0
+SQRT_TWO_OVER_PI = math.sqrt(2.0 / math.pi)  # the scale inside GELU's tanh approximation
+GELU_CUBIC = 0.044715
 
 
 class _Activation(Function):
-    """y = f(x; parameters) by kernel `kernel`; backward by `backward_kernel(grad_output, x, *parameters)`."""
+    """y = f(x; parameters) by kernel `kernel`; backward by `backward_kernel(grad_output, x, *parameters)`.
 
-    kernel = backward_kernel = None
+    For backward passes that are differentiated again, `derivative(x, *parameters)` is f'(x) in differentiable
+    ops (None where f' is constant piecewise: the backward kernel is recorded, see GradientMap).
+    """
+
+    kernel = backward_kernel = derivative = None
 
     @classmethod
     def forward(cls, ctx, x, *parameters):
@@ -35,6 +44,14 @@ class _Activation(Function):
         parameters = ctx.parameters
         return (map_tensors(cls.backward_kernel, grad_output, x, *parameters),) + (None,) * len(parameters)
 
+    @classmethod
+    def backward_graph(cls, ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        parameters = ctx.parameters
+        if cls.derivative is None:  # a slope that is constant piecewise: the kernel itself, recorded
+            return (gradient_map(cls.backward_kernel, grad_output, x, *parameters),) + (None,) * len(parameters)
+        return (grad_output * cls.derivative(x, *parameters),) + (None,) * len(parameters)
+
 
 class LeakyRelu(_Activation):
     kernel, backward_kernel = "leaky_relu", "leaky_relu_backward"
@@ -43,21 +60,52 @@ class LeakyRelu(_Activation):
 class Elu(_Activation):
     kernel, backward_kernel = "elu", "elu_backward"
 
+    @staticmethod
+    def derivative(x, alpha, scale, input_scale):
+        # The exponential sees x clamped to <= 0 so that the branch where() drops stays finite for large x
+        # (0 * inf would be NaN); at 0 the clamp passes the gradient, the left branch's, as the kernel.
+        exponential = (clamp(x, max=0.0) * input_scale).exp()
+        return where(x > 0, scale, exponential * (scale * alpha * input_scale))
+
 
 class Gelu(_Activation):
     kernel, backward_kernel = "gelu", "gelu_backward"
+
+    @staticmethod
+    def derivative(x):
+        # Phi(x) + x phi(x), Phi the standard normal CDF and phi its density.
+        cdf = ((x * INVERSE_SQRT_TWO).erf() + 1.0) * 0.5
+        return cdf + x * (x * x * -0.5).exp() * INVERSE_SQRT_TWO_PI
 
 
 class GeluTanh(_Activation):
     kernel, backward_kernel = "gelu_tanh", "gelu_tanh_backward"
 
+    @staticmethod
+    def derivative(x):
+        # s + x / 2 * 4 s (1 - s) * du/dx with s = sigmoid(2u) = (1 + tanh u) / 2, as the kernel.
+        square = x * x
+        half_one_plus_tanh = ((x + square * x * GELU_CUBIC) * (2.0 * SQRT_TWO_OVER_PI)).sigmoid()
+        inner_derivative = (square * (3.0 * GELU_CUBIC) + 1.0) * SQRT_TWO_OVER_PI
+        return half_one_plus_tanh + x * 2.0 * half_one_plus_tanh * (1.0 - half_one_plus_tanh) * inner_derivative
+
 
 class Silu(_Activation):
     kernel, backward_kernel = "silu", "silu_backward"
 
+    @staticmethod
+    def derivative(x):
+        s = x.sigmoid()
+        return s * (x * (1.0 - s) + 1.0)
+
 
 class Softplus(_Activation):
     kernel, backward_kernel = "softplus", "softplus_backward"
+
+    @staticmethod
+    def derivative(x, beta, threshold):
+        scaled = x * beta
+        return where(scaled > threshold, 1.0, scaled.sigmoid())
 
 
 class Hardtanh(_Activation):

@@ -3,7 +3,7 @@ PyTorch's promotion, broadcasting, integer rules and gradients."""
 
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops.elementwise import compare, floating, map_tensors, promoted_operands
+from nbprop.ops.elementwise import compare, floating, gradient_map, map_tensors, promoted_operands
 
 
 class Atan2(Function):
@@ -17,6 +17,13 @@ class Atan2(Function):
         a, b = ctx.saved_tensors
         return (map_tensors("atan2_backward_first", grad_output, a, b) if ctx.needs_input_grad[0] else None,
                 map_tensors("atan2_backward_second", grad_output, a, b) if ctx.needs_input_grad[1] else None)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        squared_norm = a * a + b * b
+        return (grad_output * b / squared_norm if ctx.needs_input_grad[0] else None,
+                grad_output * -a / squared_norm if ctx.needs_input_grad[1] else None)
 
 
 class Hypot(Function):
@@ -32,6 +39,12 @@ class Hypot(Function):
         return (map_tensors("hypot_backward", grad_output, a, result) if ctx.needs_input_grad[0] else None,
                 map_tensors("hypot_backward", grad_output, b, result) if ctx.needs_input_grad[1] else None)
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        a, b, result = ctx.saved_tensors
+        return (grad_output * a / result if ctx.needs_input_grad[0] else None,
+                grad_output * b / result if ctx.needs_input_grad[1] else None)
+
 
 class Remainder(Function):
     @staticmethod
@@ -45,6 +58,13 @@ class Remainder(Function):
         grad_divisor = map_tensors("remainder_backward_divisor", grad_output, a, b) if ctx.needs_input_grad[1] else None
         return grad_output, grad_divisor
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # -floor(a / b) is constant piecewise: the kernel itself, recorded (see GradientMap).
+        a, b = ctx.saved_tensors
+        return grad_output, gradient_map("remainder_backward_divisor", grad_output, a, b) if ctx.needs_input_grad[1] \
+            else None
+
 
 class FloorDivide(Function):
     @staticmethod
@@ -54,6 +74,8 @@ class FloorDivide(Function):
     @staticmethod
     def backward(ctx, grad_output):
         raise RuntimeError("derivative for floor_divide is not implemented")
+
+    backward_graph = backward  # not differentiable at all, as in PyTorch
 
 
 def atan2(input, other):  # noqa: A002 - PyTorch's argument names

@@ -53,6 +53,8 @@ class Expand(Function):
     def backward(ctx, grad_output):
         return sum_to_shape(grad_output, ctx.input_shape), None
 
+    backward_graph = backward
+
 
 def expand(x, shape):
     """`x.expand(*shape)`: a broadcast view (no copy); -1 keeps a dimension's size."""

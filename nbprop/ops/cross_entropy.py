@@ -5,7 +5,9 @@ import warnings
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
+from nbprop.ops import movement
 from nbprop.ops.broadcast import broadcast_shapes
+from nbprop.ops.elementwise import where
 from nbprop.ops.softmax import _Rows
 from nbprop.tensor import Tensor
 
@@ -154,6 +156,68 @@ def _raise_out_of_bounds(device, status, targets, classes, ignore_index, op, bac
                          f"ignore_index={ignore_index}){cause}")
 
 
+# ----------------------------------------------------------------- recorded backward (create_graph=True)
+
+
+def _to_rows(tensor, layout):
+    """`tensor` in the kernels' (rows, classes) layout, recorded: the class dimension moved last."""
+    if layout.moved:
+        tensor = movement.permute(tensor, layout.order)
+    return movement.reshape(tensor, layout.rows_shape)
+
+
+def _from_rows(tensor, layout):
+    """A recorded (rows, classes) gradient back in the input's dimension order and shape."""
+    tensor = movement.reshape(tensor, layout.moved_shape)
+    return movement.permute(tensor, layout.inverse) if layout.moved else tensor
+
+
+def _row_gradient(grad_output, reduction, layout, totals):
+    """The gradient reaching each row's loss, recorded in grad_output: (rows, 1) for 'none', else (1, 1),
+    the mean's divided by the forward's denominator totals[1], as the kernels' _row_scale."""
+    if reduction == REDUCTIONS["none"]:
+        return movement.reshape(grad_output, (layout.rows, 1))
+    grad = movement.reshape(grad_output, (1, 1))
+    if reduction == REDUCTIONS["mean"]:
+        device = DEVICES[grad_output.device]
+        grad = grad / device.item(device.region(totals, (1,)))
+    return grad
+
+
+def _class_masks(targets, layout, ignore_index, dtype, device_name):
+    """Constants from the class targets (rows,): the one-hot (rows, C) of each row's class in `dtype` (a zero
+    row where ignored), and the bool (rows, 1) of the rows that add to the loss (None when all do)."""
+    device = DEVICES[device_name]
+    target = Tensor._make(device.reshape(targets, (layout.rows, 1)), None, device_name)
+    classes = Tensor._make(device.arange(0, layout.length, 1, dtypes.int64), None, device_name)
+    valid = target != ignore_index
+    one_hot = ((target == classes) & valid).to(dtype)
+    return one_hot, None if device.count_nonzero(valid._data) == layout.rows else valid
+
+
+def _shifted_rows(logits, layout, row_max):
+    """The logits as (rows, C) minus the forward's row max, recorded: a constant shift, which changes no
+    derivative of softmax or log_softmax and keeps exp from overflowing."""
+    shift = Tensor._make(DEVICES[logits.device].reshape(row_max, (layout.rows, 1)), None, logits.device)
+    return _to_rows(logits, layout) - shift.to(logits.dtype)
+
+
+def _softmax(shifted):
+    exponentials = shifted.exp()
+    return exponentials / exponentials.sum(1, keepdim=True)
+
+
+def _kept_logits(ctx):
+    """The logits a CrossEntropy forward kept for a recorded backward, unless changed in place since."""
+    logits, version = ctx.logits, ctx.logits_version
+    if logits._version_counter[0] != version:
+        raise RuntimeError(f"cross_entropy backward with create_graph=True: the input (logits of shape "
+                           f"{tuple(logits.shape)}) was modified by an in-place operation after the forward "
+                           f"(version {version} then, {logits._version_counter[0]} now), and the recorded "
+                           "backward differentiates through it")
+    return logits
+
+
 class CrossEntropy(Function):
     """log_softmax + nll_loss over class-index targets in one kernel each way."""
 
@@ -172,6 +236,10 @@ class CrossEntropy(Function):
         _raise_out_of_bounds(device, status, targets, layout.length, ignore_index, "cross_entropy")
         ctx.save_for_backward(target, weight)
         ctx.arrays = (targets, weights, exps, row_total, totals)
+        # Only a recorded backward reads the logits (the fast one reads exps): kept outside the saved tensors,
+        # so that changing them in place after the forward stays allowed, as in PyTorch.
+        if ctx.needs_input_grad[0]:
+            ctx.logits, ctx.logits_version, ctx.row_max = input, input._version_counter[0], row_max
         ctx.layout, ctx.options = layout, (ignore_index, smoothing, REDUCTIONS[reduction])
         return _loss_tensor(reduction, row_loss, result, target.shape if input.ndim > 1 else (), input.device)
 
@@ -188,6 +256,29 @@ class CrossEntropy(Function):
         _raise_out_of_bounds(device, status, targets, ctx.layout.length, ignore_index, "cross_entropy backward", True)
         grad_input = Tensor._make(ctx.layout.from_rows(out, device), None, grad_output.device)
         return grad_input, None, None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # backward's formula in recorded ops: g * (softmax * sum(q) - q) per row, q the weighted smoothed
+        # target (1 - s) * w[t] * one_hot(t) + (s / C) * w (zero for ignored rows); the weight is a constant,
+        # as in the fast backward and PyTorch.
+        ctx.saved_tensors  # noqa: B018 - raises if the target or weight was modified in place since forward
+        logits = _kept_logits(ctx)
+        targets, weights, _, _, totals = ctx.arrays
+        ignore_index, smoothing, reduction = ctx.options
+        layout, device_name = ctx.layout, grad_output.device
+        one_hot, valid = _class_masks(targets, layout, ignore_index, logits.dtype, device_name)
+        weight = Tensor._make(weights, None, device_name)
+        target = one_hot * weight
+        if smoothing > 0.0:
+            # one_hot's row sums are 1 on the rows that add to the loss and 0 on the ignored ones
+            target = target * (1.0 - smoothing) + one_hot.sum(1, keepdim=True) * weight * (smoothing / layout.length)
+        probabilities = _softmax(_shifted_rows(logits, layout, ctx.row_max))
+        grad = _row_gradient(grad_output, reduction, layout, totals) * (
+            probabilities * target.sum(1, keepdim=True) - target)
+        if valid is not None:  # not 0 * (g / 0): the mean over no row divides by 0
+            grad = where(valid, grad, 0.0)
+        return _from_rows(grad, layout), None, None, None, None, None
 
 
 class ProbabilityCrossEntropy(Function):
@@ -230,6 +321,29 @@ class ProbabilityCrossEntropy(Function):
             grad_target = Tensor._make(ctx.layout.from_rows(out, device), None, grad_output.device)
         return grad_input, grad_target, None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # backward's formulas in recorded ops, from the saved logits and target; the weight is a constant.
+        input, target, _ = ctx.saved_tensors  # noqa: A001 - PyTorch's argument name
+        _, _, weights, _, row_max, _, totals = ctx.arrays
+        smoothing, reduction = ctx.options
+        layout = ctx.layout
+        weight = Tensor._make(weights, None, grad_output.device)
+        scale = _row_gradient(grad_output, reduction, layout, totals)
+        shifted = _shifted_rows(input, layout, row_max)
+        grad_input = grad_target = None
+        if ctx.needs_input_grad[0]:
+            probability = _to_rows(target, layout)
+            if smoothing > 0.0:
+                probability = probability * (1.0 - smoothing) + smoothing / layout.length
+            weighted = probability * weight
+            grad_input = _from_rows(scale * (_softmax(shifted) * weighted.sum(1, keepdim=True) - weighted), layout)
+        if ctx.needs_input_grad[1]:
+            log_probabilities = shifted - shifted.exp().sum(1, keepdim=True).log()
+            keep = 1.0 - smoothing if smoothing > 0.0 else 1.0
+            grad_target = _from_rows(-(scale * keep) * weight * log_probabilities, layout)
+        return grad_input, grad_target, None, None, None
+
 
 class NllLoss(Function):
     @staticmethod
@@ -261,6 +375,20 @@ class NllLoss(Function):
                     reduction, totals, out, status, work=out.size)
         _raise_out_of_bounds(device, status, targets, ctx.layout.length, ignore_index, "nll_loss backward", True)
         return Tensor._make(ctx.layout.from_rows(out, device), None, grad_output.device), None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # -w[t] * g at each row's target class: linear in g, constant in the input, so recorded in g only.
+        ctx.saved_tensors  # noqa: B018 - raises if the target or weight was modified in place since forward
+        targets, weights, totals = ctx.arrays
+        ignore_index, reduction = ctx.options
+        layout, device_name = ctx.layout, grad_output.device
+        one_hot, valid = _class_masks(targets, layout, ignore_index, grad_output.dtype, device_name)
+        target = one_hot * Tensor._make(weights, None, device_name)
+        grad = _row_gradient(grad_output, reduction, layout, totals) * -target
+        if valid is not None:  # not 0 * (g / 0): the mean over no row divides by 0
+            grad = where(valid, grad, 0.0)
+        return _from_rows(grad, layout), None, None, None, None
 
 
 def _smoothing(label_smoothing, op):

@@ -70,6 +70,8 @@ class Add(Function):
     def backward(ctx, grad_output):
         return grad_output, grad_output
 
+    backward_graph = backward
+
 
 class Sub(Function):
     @staticmethod
@@ -79,6 +81,10 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, grad_output):
         return grad_output, map_tensors("neg", grad_output) if ctx.needs_input_grad[1] else None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        return grad_output, -grad_output if ctx.needs_input_grad[1] else None
 
 
 class Mul(Function):
@@ -94,6 +100,11 @@ class Mul(Function):
         return (map_tensors("mul", grad_output, b) if b is not None else None,
                 map_tensors("mul", grad_output, a) if a is not None else None)
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        b, a = ctx.saved_tensors
+        return mul(grad_output, b) if b is not None else None, mul(grad_output, a) if a is not None else None
+
 
 class Div(Function):
     @staticmethod
@@ -106,6 +117,12 @@ class Div(Function):
         a, b = ctx.saved_tensors
         return (map_tensors("div", grad_output, b) if ctx.needs_input_grad[0] else None,
                 map_tensors("div_backward_divisor", grad_output, a, b) if ctx.needs_input_grad[1] else None)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        return (div(grad_output, b) if ctx.needs_input_grad[0] else None,
+                div(mul(-grad_output, div(a, b)), b) if ctx.needs_input_grad[1] else None)
 
 
 class Pow(Function):
@@ -122,6 +139,20 @@ class Pow(Function):
                 map_tensors("power_backward_exponent", grad_output, base, exponent, result)
                 if ctx.needs_input_grad[1] else None)
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        base, exponent, result = ctx.saved_tensors
+        grad_base = grad_exponent = None
+        if ctx.needs_input_grad[0]:
+            # exponent * base ** (exponent - 1), zero where the exponent is zero (as the kernel).
+            grad_base = where(compare("equal", exponent, 0), 0.0, grad_output * exponent * pow(base, exponent - 1))
+        if ctx.needs_input_grad[1]:
+            # result * log(base), zero where 0 ** (exponent >= 0); the log reads 1 there, so that its own
+            # gradient stays finite where the branch is not taken.
+            zero_base = logical("and", compare("equal", base, 0), compare("greater_equal", exponent, 0))
+            grad_exponent = where(zero_base, 0.0, grad_output * result * where(zero_base, 1.0, base).log())
+        return grad_base, grad_exponent
+
 
 class Maximum(Function):
     @staticmethod
@@ -134,6 +165,12 @@ class Maximum(Function):
         a, b = ctx.saved_tensors
         return (map_tensors("maximum_backward", grad_output, a, b) if ctx.needs_input_grad[0] else None,
                 map_tensors("maximum_backward", grad_output, b, a) if ctx.needs_input_grad[1] else None)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        return (gradient_map("maximum_backward", grad_output, a, b) if ctx.needs_input_grad[0] else None,
+                gradient_map("maximum_backward", grad_output, b, a) if ctx.needs_input_grad[1] else None)
 
 
 class Minimum(Function):
@@ -148,6 +185,12 @@ class Minimum(Function):
         return (map_tensors("minimum_backward", grad_output, a, b) if ctx.needs_input_grad[0] else None,
                 map_tensors("minimum_backward", grad_output, b, a) if ctx.needs_input_grad[1] else None)
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        return (gradient_map("minimum_backward", grad_output, a, b) if ctx.needs_input_grad[0] else None,
+                gradient_map("minimum_backward", grad_output, b, a) if ctx.needs_input_grad[1] else None)
+
 
 class Where(Function):
     @staticmethod
@@ -161,6 +204,35 @@ class Where(Function):
         return (None,
                 map_tensors("where_backward", grad_output, condition, True) if ctx.needs_input_grad[1] else None,
                 map_tensors("where_backward", grad_output, condition, False) if ctx.needs_input_grad[2] else None)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        (condition,) = ctx.saved_tensors
+        return (None,
+                gradient_map("where_backward", grad_output, condition, True) if ctx.needs_input_grad[1] else None,
+                gradient_map("where_backward", grad_output, condition, False) if ctx.needs_input_grad[2] else None)
+
+
+class GradientMap(Function):
+    """A backward kernel that is linear in the incoming gradient, with a factor that is constant almost
+    everywhere (a mask, a sign, a tie's 1/2): recorded so that a backward pass can be differentiated again.
+    Its derivative in the gradient is the same kernel; in the saved values it is zero."""
+
+    @staticmethod
+    def forward(ctx, kernel, grad, *saved):
+        ctx.kernel, ctx.saved = kernel, saved
+        return map_tensors(kernel, grad, *saved)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, GradientMap.apply(ctx.kernel, grad_output, *ctx.saved)) + (None,) * len(ctx.saved)
+
+    backward_graph = backward
+
+
+def gradient_map(kernel, grad, *saved):
+    """The backward kernel `kernel` over (grad, *saved), differentiable in grad (see GradientMap)."""
+    return GradientMap.apply(kernel, grad, *saved)
 
 
 def _unrecorded(name, a, b):
@@ -256,6 +328,11 @@ class Clamp(Function):
         (x,) = ctx.saved_tensors
         return map_tensors("clamp_backward", grad_output, x, *ctx.bounds), None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        return gradient_map("clamp_backward", grad_output, x, *ctx.bounds), None, None
+
 
 def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's argument names
     """Limit `x` to [min, max]; either bound may be None, a number or a tensor (broadcast)."""
@@ -310,7 +387,12 @@ class Cast(Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        return grad_output.to(ctx.input_dtype), None
+        device = DEVICES[grad_output.device]
+        return Tensor._make(device.astype(grad_output._data, ctx.input_dtype), None, grad_output.device), None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        return cast(grad_output, ctx.input_dtype), None
 
 
 class Clone(Function):
@@ -321,6 +403,8 @@ class Clone(Function):
     @staticmethod
     def backward(ctx, grad_output):
         return grad_output
+
+    backward_graph = backward
 
 
 def cast(x, dtype):

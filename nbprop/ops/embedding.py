@@ -3,6 +3,8 @@
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
+from nbprop.ops import movement
+from nbprop.ops.gather import index_add_along, masked_fill
 from nbprop.ops.indexing import index_add
 from nbprop.tensor import Tensor
 
@@ -28,6 +30,22 @@ class Embedding(Function):
         if ctx.padding_idx is not None:
             # The padding row is not trained.
             DEVICES[grad_weight.device].write_region(grad_weight._data, (ctx.padding_idx,), 0)
+        return grad_weight, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 - raises if the indices were modified in place since forward
+        # The same adjoint recorded: a scatter_add of the gradient rows (its gradient is a row gather), with the
+        # positions a constant; the padding row masked out.
+        device = DEVICES[grad_output.device]
+        count, width = ctx.weight_shape
+        rows = movement.reshape(grad_output, (-1, width))
+        positions = Tensor._make(ctx.positions, None, grad_output.device)
+        grad_weight = index_add_along(rows, 0, positions, count)
+        if ctx.padding_idx is not None:
+            padding_row = device.zeros((count, 1), dtypes.bool_)
+            device.write_region(padding_row, (ctx.padding_idx,), True)
+            grad_weight = masked_fill(grad_weight, Tensor._make(padding_row, None, grad_output.device), 0.0)
         return grad_weight, None, None, None
 
 

@@ -7,8 +7,9 @@ import numbers
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops import elementwise, reduce
+from nbprop.ops import elementwise, movement, reduce
 from nbprop.ops.broadcast import expand
+from nbprop.ops.gather import scatter_add
 from nbprop.ops.reduce import fold, parse_dims, prepare, reduce_dims, work, wrap
 from nbprop.tensor import Tensor
 
@@ -48,6 +49,22 @@ class Extreme(Function):
         share = Tensor._make(device.reshape(grad_output._data, ctx.kept_shape), None, grad_output.device) / count
         return elementwise.mul(expand(share, x.shape), mask), None, None, None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # The mask of the extreme elements and their count are constants (piecewise constant in x): only the
+        # gradient's path is recorded.
+        x, result = ctx.saved_tensors
+        device = DEVICES[result.device]
+        kept = Tensor._make(device.reshape(result._data, ctx.kept_shape), None, result.device)
+        if ctx.whole and math.isnan(kept.item()):
+            mask = elementwise.compare("not_equal", x, x)
+        else:
+            mask = elementwise.compare("equal", x, expand(kept, x.shape))
+        mask = mask.to(x.dtype)
+        count = reduce.sum(mask, ctx.dims, keepdim=True)
+        share = movement.reshape(grad_output, ctx.kept_shape) / count
+        return elementwise.mul(expand(share, x.shape), mask), None, None, None, None
+
 
 class ExtremeAlongDim(Function):
     """max/min along one dimension: (values, indices); the gradient goes to the chosen index."""
@@ -57,7 +74,7 @@ class ExtremeAlongDim(Function):
         shape = prepare(ctx, x, (axis,) if x.ndim else (), keepdim)
         folded = fold(x, (axis,))
         values, indices = _extreme_with_indices(DEVICES[x.device], folded, largest)
-        ctx.folded_shape = folded.shape
+        ctx.folded_shape, ctx.axis = folded.shape, axis
         indices = wrap(indices, shape, x.device)
         ctx.save_for_backward(indices)
         return wrap(values, shape, x.device), indices
@@ -71,6 +88,17 @@ class ExtremeAlongDim(Function):
         device.call("index_backward", device.reshape(device.contiguous(grad_values._data), (outer, inner)),
                     device.reshape(indices._data, (outer, inner)), grad_input, work=grad_input.size)
         return Tensor._make(device.reshape(grad_input, ctx.input_shape), None, grad_values.device), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_values, grad_indices):
+        # A scatter of the gradient to the chosen positions, recorded (its gradient is a gather); the saved
+        # indices come back joined to this node: detached, they are a constant.
+        (indices,) = ctx.saved_tensors
+        device = DEVICES[grad_values.device]
+        zeros = Tensor._make(device.zeros(ctx.input_shape, grad_values.dtype), None, grad_values.device)
+        index = movement.reshape(indices.detach(), ctx.kept_shape)
+        return (scatter_add(zeros, ctx.axis, index, movement.reshape(grad_values, ctx.kept_shape)), None, None,
+                None)
 
 
 def _extreme_with_indices(device, folded, largest):

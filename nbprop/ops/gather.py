@@ -14,6 +14,7 @@ from nbprop.backend import DEVICES
 from nbprop.ops import elementwise
 from nbprop.ops.broadcast import broadcast_shapes, expand
 from nbprop.ops.inplace import in_place
+from nbprop.ops.padding import PadConstant
 from nbprop.tensor import Tensor
 
 
@@ -137,6 +138,18 @@ class Gather(Function):
                     work=indices.size)
         return Tensor._make(grad_input, None, grad_output.device), None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # The same adjoint, recorded: a scatter_add into zeros, whose own gradient is this gather again. The saved
+        # (version-checked) index is a constant of the graph.
+        (index,) = ctx.saved_tensors
+        return scatter_add(_zeros(ctx.input_shape, grad_output), ctx.axis, index, grad_output), None, None
+
+
+def _zeros(shape, like):
+    """A constant zero tensor of `shape` with like's dtype and device."""
+    return Tensor._make(DEVICES[like.device].zeros(shape, like.dtype), None, like.device)
+
 
 def gather(input, dim, index, *, sparse_grad=False):  # noqa: A002 - PyTorch's argument name
     """out[..., j, ...] = input[..., index[..., j, ...], ...] along `dim`; index has input's rank and is no larger
@@ -210,6 +223,22 @@ class Scatter(Function):
                 device.call("gather_lines", grad_output_data, *input_maps, folded(device, indices, axis),
                             *source_maps, folded(device, data, axis), work=indices.size)
             grad_source = Tensor._make(data, None, grad_output.device)
+        return grad_input, None, None, grad_source, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        (index,) = ctx.saved_tensors
+        axis = ctx.axis
+        grad_input = grad_source = None
+        if ctx.needs_input_grad[0]:
+            # Overwritten elements: zeros scattered at the index (linear in the gradient, so recorded as such).
+            grad_input = grad_output if ctx.accumulate else scatter(grad_output, axis, index, value=0.0)
+        if ctx.needs_input_grad[3]:
+            # A gather, whose gradient is a scatter_add; source elements past the index's extent get zero (a pad).
+            grad_source = gather(grad_output, axis, index)
+            if tuple(grad_source.shape) != tuple(ctx.source_shape):
+                pairs = [(0, total - part) for part, total in zip(grad_source.shape, ctx.source_shape)]
+                grad_source = PadConstant.apply(grad_source, pairs, 0.0)
         return grad_input, None, None, grad_source, None
 
 
@@ -302,6 +331,27 @@ class IndexSelect(Function):
         device.call("index_add_rows", folded(device, grad_output._data, axis), indices,
                     folded(device, grad_input, axis), work=grad_output._data.size)
         return Tensor._make(grad_input, None, grad_output.device), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        (index,) = ctx.saved_tensors
+        if not ctx.input_shape:  # a 0-d input: its single element was selected once
+            return grad_output, None, None
+        return index_add_along(grad_output, ctx.axis, index, ctx.input_shape[ctx.axis]), None, None
+
+
+def index_add_along(source, axis, index, size):
+    """Zeros of source's shape but `size` along axis, with the slices of source added at the positions `index` (a
+    1-D integer tensor, one per slice) along axis: the adjoint of index_select, recorded as a scatter_add (whose
+    gradient is a gather), with index as a constant broadcast over the other dimensions."""
+    device = DEVICES[source.device]
+    indices = index_array(index, "index_add")
+    line = [1] * source.ndim
+    line[axis] = source.shape[axis]
+    spread = Tensor._make(device.expand(device.reshape(indices, tuple(line)), source.shape), None, source.device)
+    shape = list(source.shape)
+    shape[axis] = size
+    return scatter_add(_zeros(tuple(shape), source), axis, spread, source)
 
 
 def index_select(input, dim, index):  # noqa: A002 - PyTorch's argument name

@@ -19,8 +19,9 @@ import numpy as np
 
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES, HOST
-from nbprop.ops import movement
+from nbprop.ops import elementwise, movement
 from nbprop.ops.broadcast import expand
+from nbprop.ops.gather import index_add_along
 from nbprop.ops.inplace import check_writable
 from nbprop.tensor import Tensor
 
@@ -215,6 +216,29 @@ class BasicIndex(Function):
         device.write_region(grad_input, ctx.basic, grad_output._data)
         return Tensor._make(grad_input, None, grad_output.device), None
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        return RegionWrite.apply(grad_output, ctx.basic, ctx.input_shape), None
+
+
+class RegionWrite(Function):
+    """Zeros of `shape` with `values` written at the basic key `basic`: BasicIndex's adjoint as an op, so that it
+    is recorded; its gradient is that BasicIndex again."""
+
+    @staticmethod
+    def forward(ctx, values, basic, shape):
+        ctx.basic = basic
+        device = DEVICES[values.device]
+        out = device.zeros(shape, values.dtype)
+        device.write_region(out, basic, values._data)
+        return Tensor._make(out, None, values.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return BasicIndex.apply(grad_output, ctx.basic), None, None
+
+    backward_graph = backward
+
 
 class AdvancedIndex(Function):
     @staticmethod
@@ -239,6 +263,22 @@ class AdvancedIndex(Function):
         positions = DEVICES[grad_output.device].asarray(positions)
         grad_input = index_add(grad_output, positions, ctx.input_shape, covered, "getitem backward")
         return grad_input, None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 - raises if an index tensor was modified in place since forward
+        basic, advanced, covered = ctx.key
+        _check_masks_unchanged(ctx.input_shape, basic, advanced, ctx.result_shape, "getitem backward")
+        try:
+            positions = _row_positions(ctx.input_shape, basic, advanced, covered)
+        except IndexError as error:
+            raise IndexError(f"getitem backward: {error}; {_CHANGED}") from None
+        # backward's row scatter-add, recorded (a scatter_add by the constant rows; its gradient a gather).
+        rows, inner = math.prod(ctx.input_shape[:covered]), math.prod(ctx.input_shape[covered:])
+        positions = Tensor._make(DEVICES[grad_output.device].asarray(positions), None, grad_output.device)
+        values = movement.reshape(grad_output, (positions.shape[0], inner))
+        return (movement.reshape(index_add_along(values, 0, positions, rows), ctx.input_shape), None, None, None,
+                None)
 
 
 def index_add(values, positions, shape, covered=None, op="index_add"):
@@ -307,6 +347,38 @@ class IndexPut(Function):
             return IndexPut._gradients(ctx, grad_output)
         except IndexError as error:  # NumPy's bounds check of an index changed since forward
             raise IndexError(f"setitem backward: {error}; {_CHANGED}") from None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        ctx.saved_tensors  # noqa: B018 - raises if an index tensor was modified in place since forward
+        if ctx.advanced is not None:
+            _check_masks_unchanged(ctx.input_shape, ctx.basic, ctx.advanced, ctx.indexed_shape, "setitem backward")
+        try:
+            return IndexPut._recorded_gradients(ctx, grad_output)
+        except IndexError as error:
+            raise IndexError(f"setitem backward: {error}; {_CHANGED}") from None
+
+    @staticmethod
+    def _recorded_gradients(ctx, grad_output):
+        device = DEVICES[grad_output.device]
+        grad_input = grad_value = None
+        if ctx.needs_input_grad[0]:
+            # Zeros at the written positions: a where() by a constant mask of them.
+            written = device.zeros(ctx.input_shape, np.bool_)
+            if ctx.advanced is None:
+                device.write_region(written, ctx.basic, True)
+            else:
+                device.put(device.region(written, ctx.basic), _on_device(device, ctx.advanced), True)
+            grad_input = elementwise.where(Tensor._make(written, None, grad_output.device), 0.0, grad_output)
+        if ctx.needs_input_grad[1]:
+            # grad_output[key], by the getitem ops (recorded). The dimensions the key covers: its entries that
+            # name one (all but None and the closing Ellipsis).
+            if ctx.advanced is None:
+                grad_value = BasicIndex.apply(grad_output, ctx.basic)
+            else:
+                covered = sum(item is not None for item in ctx.basic[:-1])
+                grad_value = AdvancedIndex.apply(grad_output, ctx.basic, ctx.advanced, covered, ())
+        return grad_input, grad_value, None, None, None
 
     @staticmethod
     def _gradients(ctx, grad_output):

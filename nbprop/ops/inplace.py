@@ -43,6 +43,9 @@ class Overwrite(Function):
                                    None, grad_output.device)
         return overwritten if ctx.needs_input_grad[0] else None, grad_output if ctx.needs_input_grad[1] else None
 
+    # The zeros are constants and the source's gradient passes through: already a recorded backward.
+    backward_graph = backward
+
 
 def copy_source(target, source):
     """What `target.copy_(source)` / `fill_(value)` writes: `source` cast to target's dtype and broadcast."""

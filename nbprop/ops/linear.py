@@ -5,8 +5,10 @@ import numbers
 
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops import movement
+from nbprop.ops import movement, reduce
+from nbprop.ops.elementwise import gradient_map
 from nbprop.ops.inplace import in_place
+from nbprop.ops.matmul import matmul
 from nbprop.random import generator
 from nbprop.tensor import Tensor
 
@@ -87,6 +89,20 @@ class Linear(Function):
             if out_features:
                 device.call("linear_bias_grad", gradients, grad_bias, work=gradients.size)
             grad_bias = Tensor._make(grad_bias, None, grad_output.device)
+        return grad_input, grad_weight, grad_bias
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # backward's products as recorded matmuls over the rows (every leading index) of the input.
+        input, weight = ctx.saved_tensors
+        gradients = movement.reshape(grad_output, (-1, grad_output.shape[-1]))
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = movement.reshape(matmul(gradients, weight), grad_output.shape[:-1] + (weight.shape[1],))
+        if ctx.needs_input_grad[1]:
+            grad_weight = matmul(movement.transpose(gradients, 0, 1), movement.reshape(input, (-1, input.shape[-1])))
+        if ctx.needs_input_grad[2]:
+            grad_bias = reduce.sum(gradients, 0)
         return grad_input, grad_weight, grad_bias
 
 
@@ -181,6 +197,11 @@ class Dropout(Function):
         grad_input = device.empty(grad_output.shape, grad_output.dtype)
         device.map("dropout_apply", grad_output._data, ctx.uniform, ctx.p, ctx.scale, grad_input)
         return Tensor._make(grad_input, None, grad_output.device), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        uniform = Tensor._make(ctx.uniform, None, grad_output.device)
+        return gradient_map("dropout_apply", grad_output, uniform, ctx.p, ctx.scale), None, None
 
 
 def dropout(input, p=0.5, training=True, inplace=False):  # noqa: A002 - PyTorch's argument name

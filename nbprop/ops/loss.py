@@ -23,6 +23,10 @@ from nbprop.ops.cross_entropy import (
 from nbprop.ops.elementwise import scalar_tensor
 from nbprop.tensor import Tensor
 
+# The floor of binary_cross_entropy's gradient denominator x (1 - x): PyTorch's float32 1e-12, widened (the
+# EPSILON of kernels/loss.py).
+BCE_EPSILON = 9.999999960041972e-13
+
 __all__ = [
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "huber_loss", "kl_div",
     "l1_loss", "mse_loss", "nll_loss", "smooth_l1_loss",
@@ -55,6 +59,16 @@ class BinaryCrossEntropy(Function):
                 _map("binary_cross_entropy_backward_target", grad_output, input) if ctx.needs_input_grad[1]
                 else None)
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        input, target = ctx.saved_tensors
+        grad_input = grad_target = None
+        if ctx.needs_input_grad[0]:
+            grad_input = grad_output * (input - target) / elementwise.clamp((1.0 - input) * input, min=BCE_EPSILON)
+        if ctx.needs_input_grad[1]:
+            grad_target = -unary.log(input / (1.0 - input)) * grad_output
+        return grad_input, grad_target
+
 
 class BinaryCrossEntropyWithLogits(Function):
     @staticmethod
@@ -72,6 +86,25 @@ class BinaryCrossEntropyWithLogits(Function):
         if ctx.needs_input_grad[1]:
             grad_target = _map("binary_cross_entropy_with_logits_backward_target", grad_output, input, pos_weight,
                                ctx.has_pos_weight)
+        return grad_input, grad_target, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # pos_weight is a constant here (binary_cross_entropy_with_logits passes it detached).
+        input, target, pos_weight = ctx.saved_tensors
+        grad_input = grad_target = None
+        if ctx.needs_input_grad[0]:
+            if ctx.has_pos_weight:
+                log_weight = (pos_weight - 1.0) * target + 1.0
+                grad_input = (log_weight * unary.sigmoid(input) - pos_weight * target) * grad_output
+            else:
+                grad_input = (unary.sigmoid(input) - target) * grad_output
+        if ctx.needs_input_grad[1]:
+            if ctx.has_pos_weight:
+                derivative = unary.logsigmoid(-input) - pos_weight * unary.logsigmoid(input)
+            else:
+                derivative = -input
+            grad_target = derivative * grad_output
         return grad_input, grad_target, None, None
 
 

@@ -11,6 +11,8 @@ import numpy as np
 
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
+from nbprop.ops import movement
+from nbprop.ops.broadcast import sum_to_shape
 from nbprop.tensor import Tensor
 
 
@@ -191,6 +193,21 @@ class Matmul(Function):
             grad_b = _product(device, left.t(), grad, batch, b_matrix[:-2])
             grad_b = Tensor._make(grad_b if b_shape == b_matrix else device.reshape(grad_b, b_shape), None,
                                   grad_output.device)
+        return grad_a, grad_b, None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # backward's products as recorded matmuls of the operands in their matrix shapes.
+        a, b = ctx.saved_tensors
+        a_matrix, b_matrix, batch, a_shape, b_shape = ctx.shapes
+        grad = movement.reshape(grad_output, batch + (a_matrix[-2], b_matrix[-1]))
+        grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            product = matmul(grad, movement.transpose(movement.reshape(b, b_matrix), -1, -2))
+            grad_a = movement.reshape(sum_to_shape(product, a_matrix), a_shape)
+        if ctx.needs_input_grad[1]:
+            product = matmul(movement.transpose(movement.reshape(a, a_matrix), -1, -2), grad)
+            grad_b = movement.reshape(sum_to_shape(product, b_matrix), b_shape)
         return grad_a, grad_b, None, None, None, None
 
 

@@ -7,6 +7,7 @@ from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.backend import get as get_device
+from nbprop.ops import padding
 from nbprop.tensor import Tensor, _wrap_dim
 
 
@@ -27,6 +28,10 @@ class ToDevice(Function):
     @staticmethod
     def backward(ctx, grad_output):
         return Tensor._make(_transfer(grad_output._data, grad_output.device, ctx.source), None, ctx.source), None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        return to_device(grad_output, ctx.source), None
 
 
 def _transfer(array, source, destination):
@@ -84,6 +89,11 @@ class Reshape(Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        device = DEVICES[grad_output.device]
+        return Tensor._make(device.reshape(grad_output._data, ctx.input_shape), None, grad_output.device), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
         return reshape(grad_output, ctx.input_shape), None, None
 
 
@@ -152,8 +162,13 @@ class Permute(Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        inverse = sorted(range(len(ctx.dims)), key=ctx.dims.__getitem__)
-        return permute(grad_output, tuple(inverse)), None
+        inverse = tuple(sorted(range(len(ctx.dims)), key=ctx.dims.__getitem__))
+        device = DEVICES[grad_output.device]
+        return Tensor._make(device.permute(grad_output._data, inverse), None, grad_output.device), None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        return permute(grad_output, tuple(sorted(range(len(ctx.dims)), key=ctx.dims.__getitem__))), None
 
 
 def permute(x, dims):
@@ -193,6 +208,13 @@ class Narrow(Function):
         grad_input = device.zeros(ctx.input_shape, grad_output.dtype)
         device.write_region(grad_input, ctx.region, grad_output._data)
         return Tensor._make(grad_input, None, grad_output.device), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # The gradient in its place among zeros: a constant pad, whose own gradient is this narrowing again.
+        dim, piece = len(ctx.region) - 1, ctx.region[-1]
+        before, after = piece.start, ctx.input_shape[dim] - piece.stop
+        return padding.pad(grad_output, (0, 0) * (len(ctx.input_shape) - 1 - dim) + (before, after)), None, None, None
 
 
 def split(x, split_size_or_sections, dim=0):
@@ -276,6 +298,20 @@ class Cat(Function):
                                               grad_output.device))
             else:
                 gradients.append(_view_of(grad_output, DEVICES[grad_output.device].region(grad_output._data, region)))
+        return tuple(gradients)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        gradients = [None]
+        for index, region in enumerate(ctx.regions):
+            if not ctx.needs_input_grad[index + 1]:
+                gradients.append(None)
+            elif region is None:  # a skipped empty tensor
+                gradients.append(Tensor._make(DEVICES[grad_output.device].zeros((0,), grad_output.dtype), None,
+                                              grad_output.device))
+            else:
+                dim, piece = len(region) - 1, region[-1]
+                gradients.append(Narrow.apply(grad_output, dim, piece.start, piece.stop - piece.start))
         return tuple(gradients)
 
 

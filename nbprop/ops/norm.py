@@ -2,7 +2,8 @@
 
 Each op is one Function: the forward computes the statistics and the normalised output in fused kernels
 and keeps the statistics (float64) for the backward, which is one fused pass for the input gradient plus
-deterministic per-chunk sums for the weight and bias gradients.
+deterministic per-chunk sums for the weight and bias gradients. With create_graph=True each backward_graph
+writes the same gradients in recorded ops, recomputing the statistics from the input.
 """
 
 import math
@@ -12,6 +13,7 @@ import numpy as np
 
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
+from nbprop.ops import movement
 from nbprop.tensor import Tensor
 
 # Layer/RMS norm backward: the rows are cut into at most this many chunks, each summing its rows' weight
@@ -85,6 +87,37 @@ def _input_gradient(ctx, out, input, grad_output):  # noqa: A002 - PyTorch's arg
     return _wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None
 
 
+# ------------------------------------------------------------------ recorded backward (create_graph=True)
+
+
+def _normalized(x, dims, eps):
+    """(x - mean) * rstd and rstd = 1 / sqrt(biased variance + eps) over `dims`, recorded from x: the forward's
+    statistics depend on the input but are constants to the tape, so a recorded backward recomputes them."""
+    centered = x - x.mean(dims, keepdim=True)
+    rstd = ((centered * centered).mean(dims, keepdim=True) + eps) ** -0.5
+    return centered * rstd, rstd
+
+
+def _normalized_input_gradient(scaled, normalized, rstd, dims):
+    """d loss / d x of a normalisation over `dims`, recorded, from scaled = grad_output * weight:
+    rstd * (scaled - mean(scaled) - normalized * mean(scaled * normalized))."""
+    return rstd * (scaled - scaled.mean(dims, keepdim=True)
+                   - normalized * (scaled * normalized).mean(dims, keepdim=True))
+
+
+def _scaled(grad_output, weight, shape):
+    """grad_output times the weight (seen in `shape`, to broadcast), or grad_output itself without one."""
+    return grad_output if weight is None else grad_output * movement.reshape(weight, shape)
+
+
+def _affine_gradients(ctx, grad_output, normalized, dims, shape):
+    """The recorded gradients of inputs 1 and 2, weight and bias: sum(dy * normalized) and sum(dy) over `dims`
+    in `shape` (None where not needed)."""
+    needs = ctx.needs_input_grad
+    return ((movement.reshape((grad_output * normalized).sum(dims), shape) if needs[1] else None),
+            (movement.reshape(grad_output.sum(dims), shape) if needs[2] else None))
+
+
 # ---------------------------------------------------------------------------------------- batch norm
 
 
@@ -110,6 +143,7 @@ class BatchNorm(Function):
         out = device.empty(x.shape, x.dtype)
         device.call("batch_norm_normalize", x, mean, invstd, weight_array,
                     _array(bias, (channels,), 0, x.dtype, device), out, work=x.size)
+        ctx.eps = eps
         return _finish_forward(ctx, input, weight, (mean, invstd, bool(training)), out)
 
     @staticmethod
@@ -141,6 +175,28 @@ class BatchNorm(Function):
                 _wrap(grad_weight, (channels,), grad_output.device) if need_weight else None,
                 _wrap(grad_bias, (channels,), grad_output.device) if need_bias else None,
                 None, None, None, None, None)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        mean, invstd, training = ctx.statistics
+        samples, channels = input.shape[0], input.shape[1]
+        shape = (samples, channels, math.prod(input.shape[2:]))
+        x, dy = movement.reshape(input, shape), movement.reshape(grad_output, shape)
+        if training:
+            normalized, rstd = _normalized(x, (0, 2), ctx.eps)
+        else:  # the running statistics: constants to every input
+            device = DEVICES[input.device]
+            mean, rstd = (Tensor._make(device.reshape(array, (channels, 1)), None, input.device).to(x.dtype)
+                          for array in (mean, invstd))
+            normalized = (x - mean) * rstd
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            scaled = _scaled(dy, weight, (channels, 1))
+            grad_input = movement.reshape(_normalized_input_gradient(scaled, normalized, rstd, (0, 2)) if training
+                                          else scaled * rstd, input.shape)
+        return (grad_input, *_affine_gradients(ctx, dy, normalized, (0, 2), (channels,)), None, None, None, None,
+                None)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,  # noqa: A002
@@ -202,6 +258,12 @@ def _rows(input, length, device):  # noqa: A002 - PyTorch's argument name
     return array if array.ndim == 2 and array.shape[1] == length else device.reshape(array, (-1, length))
 
 
+def _recorded_rows(input, grad_output, normalized_shape):  # noqa: A002 - PyTorch's argument name
+    """The input and grad_output as recorded (rows, length) tensors, length the normalised size."""
+    shape = (math.prod(input.shape[:input.ndim - len(normalized_shape)]), math.prod(normalized_shape))
+    return movement.reshape(input, shape), movement.reshape(grad_output, shape)
+
+
 def _row_operands(ctx, grad_output):
     """What a layer or RMS norm backward reads: the saved input and weight, the device, and x and dy as
     (rows, length)."""
@@ -223,7 +285,7 @@ class LayerNorm(Function):
         if x.size:
             device.call("layer_norm_forward", x, weight_array, _array(bias, (length,), 0, x.dtype, device),
                         float(eps), statistics, out, work=x.size)
-        ctx.normalized_shape = normalized_shape
+        ctx.normalized_shape, ctx.eps = normalized_shape, eps
         return _finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
@@ -244,6 +306,17 @@ class LayerNorm(Function):
                 _summed_partials(need_bias, partial_bias, ctx.normalized_shape, x.dtype, device,
                                  grad_output.device),
                 None, None)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        x, dy = _recorded_rows(input, grad_output, ctx.normalized_shape)
+        normalized, rstd = _normalized(x, 1, ctx.eps)
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            scaled = _scaled(dy, weight, (x.shape[1],))
+            grad_input = movement.reshape(_normalized_input_gradient(scaled, normalized, rstd, 1), input.shape)
+        return (grad_input, *_affine_gradients(ctx, dy, normalized, 0, ctx.normalized_shape), None, None)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
@@ -267,7 +340,7 @@ class RmsNorm(Function):
         if x.size:
             device.call("rms_norm_forward", x, _array(weight, (length,), 1, x.dtype, device), float(eps),
                         statistics, out, work=x.size)
-        ctx.normalized_shape = normalized_shape
+        ctx.normalized_shape, ctx.eps = normalized_shape, eps
         return _finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
@@ -283,6 +356,21 @@ class RmsNorm(Function):
                 _summed_partials(ctx.needs_input_grad[1], partial_weight, ctx.normalized_shape, x.dtype, device,
                                  grad_output.device),
                 None, None)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        x, dy = _recorded_rows(input, grad_output, ctx.normalized_shape)
+        rstd = ((x * x).mean(1, keepdim=True) + ctx.eps) ** -0.5
+        normalized = x * rstd
+        grad_input = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            scaled = _scaled(dy, weight, (x.shape[1],))
+            grad_input = movement.reshape(rstd * (scaled - normalized * (scaled * normalized).mean(1, keepdim=True)),
+                                          input.shape)
+        if ctx.needs_input_grad[1]:
+            grad_weight = movement.reshape((dy * normalized).sum(0), ctx.normalized_shape)
+        return grad_input, grad_weight, None, None
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):  # noqa: A002
@@ -312,7 +400,7 @@ class GroupNorm(Function):
             device.call("group_norm_forward", x, _array(weight, (num_groups, per_group), 1, x.dtype, device),
                         _array(bias, (num_groups, per_group), 0, x.dtype, device), float(eps), statistics, out,
                         work=x.size)
-        ctx.num_groups = num_groups
+        ctx.num_groups, ctx.eps = num_groups, eps
         return _finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
@@ -340,6 +428,21 @@ class GroupNorm(Function):
                                  x.dtype, device, grad_output.device),
                 _summed_partials(need_bias, device.reshape(partial_bias, (samples, channels)), (channels,),
                                  x.dtype, device, grad_output.device),
+                None, None)
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        samples, channels, groups = input.shape[0], input.shape[1], ctx.num_groups
+        by_channel = (samples, channels, math.prod(input.shape[2:]))
+        by_group = (samples, groups, channels // groups * by_channel[2])
+        normalized, rstd = _normalized(movement.reshape(input, by_group), 2, ctx.eps)
+        dy = movement.reshape(grad_output, by_channel)
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            scaled = movement.reshape(_scaled(dy, weight, (channels, 1)), by_group)
+            grad_input = movement.reshape(_normalized_input_gradient(scaled, normalized, rstd, 2), input.shape)
+        return (grad_input, *_affine_gradients(ctx, dy, movement.reshape(normalized, by_channel), (0, 2), (channels,)),
                 None, None)
 
 

@@ -2,6 +2,7 @@
 
 import functools
 import math
+import types
 
 import numpy as np
 
@@ -33,6 +34,17 @@ class PadConstant(Function):
         device.write_region(grad_input, ctx.input_region, device.region(grad_output._data, ctx.output_region))
         return Tensor._make(grad_input, None, grad_output.device), None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # Cropping recorded as the opposite pad: (before, after) undone by (-before, -after), whose own gradient
+        # is the first pad again. A dimension's `before` is where its kept input region lands in the output.
+        pairs = []
+        for size, padded, kept, placed in zip(ctx.input_shape, grad_output.shape, ctx.input_region,
+                                              ctx.output_region):
+            before = placed.start - kept.start
+            pairs.append((-before, -(padded - size - before)))
+        return PadConstant.apply(grad_output, pairs, 0), None, None
+
 
 class PadGather(Function):
     @staticmethod
@@ -40,7 +52,7 @@ class PadGather(Function):
         device = DEVICES[x.device]
         # Viewed as (batch, depth, height, width), with size-1 stand-ins where fewer dimensions are padded.
         lead = x.shape[:x.ndim - count]
-        ctx.input_shape, ctx.maps = x.shape, maps
+        ctx.input_shape, ctx.maps, ctx.count = x.shape, maps, count
         ctx.input_view = (math.prod(lead),) + (1,) * (3 - count) + x.shape[x.ndim - count:]
         ctx.output_view = (math.prod(lead),) + tuple(index_map.size for index_map in maps)
         out = device.empty(lead + ctx.output_view[4 - count:], x.dtype)
@@ -60,6 +72,29 @@ class PadGather(Function):
         grad_input = device.empty(ctx.input_shape, grad_output.dtype)
         device.call("pad_gather_backward", grad, *inverses, device.reshape(grad_input, ctx.input_view))
         return Tensor._make(grad_input, None, grad_output.device), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        return PadScatter.apply(grad_output, ctx.maps, ctx.count, ctx.input_shape, ctx.input_view,
+                                ctx.output_view), None, None
+
+
+class PadScatter(Function):
+    """The adjoint of PadGather (each output's gradient added back to the input position it copied) as an op, so
+    that it is recorded: its gradient is PadGather again. The arguments after grad are that PadGather's."""
+
+    @staticmethod
+    def forward(ctx, grad, maps, count, input_shape, input_view, output_view):
+        ctx.maps, ctx.count = maps, count
+        gather_context = types.SimpleNamespace(maps=maps, input_shape=input_shape, input_view=input_view,
+                                               output_view=output_view)
+        return PadGather.backward(gather_context, grad)[0]
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return PadGather.apply(grad_output, ctx.maps, ctx.count), None, None, None, None, None
+
+    backward_graph = backward
 
 
 def pad(x, pad, mode="constant", value=None):

@@ -7,7 +7,7 @@ import numbers
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops import elementwise
+from nbprop.ops import elementwise, movement
 from nbprop.ops.broadcast import expand
 from nbprop.tensor import Tensor
 
@@ -154,12 +154,16 @@ class Sum(Function):
         dtype = x._data.dtype
         accumulator_dtype = dtypes.float64 if dtype.kind == "f" else dtypes.int64
         size = x._data.size
-        if dims and len(dims) == x._data.ndim and size < _PARALLEL_WORK:
+        if dims and len(dims) == x._data.ndim and 0 < size < _PARALLEL_WORK:
             # Every element of a small tensor (a loss, typically): one serial kernel over its flat view, the
             # same summation order as the folded path below, without its Python.
+            if dtype.kind == "f":
+                out = device.empty((1,), dtype)
+                device.call("sum_whole", device.reshape(device.contiguous(x._data), (1, size, 1)), float(divisor), out)
+                return wrap(out, shape, x.device)
             flat = device.reshape(device.contiguous(x._data), (1, size, 1))
             accumulator = device.empty((1, 1, 1), accumulator_dtype)
-            device.call("sum_chunks", flat, builtins.max(size, 1), accumulator, work=0)
+            device.call("sum_chunks", flat, size, accumulator, work=0)
         else:
             accumulator = reduce_dims(x, dims, "sum_chunks", accumulator_dtype)
         if divisor == 1 and accumulator_dtype == dtype:
@@ -171,8 +175,18 @@ class Sum(Function):
     @staticmethod
     def backward(ctx, grad_output):
         if ctx.divisor != 1:
-            grad_output = elementwise.div(grad_output, float(ctx.divisor))
+            device = DEVICES[grad_output.device]
+            divided = device.empty((grad_output._data.size,), grad_output.dtype)
+            device.call("divide_into", device.reshape(device.contiguous(grad_output._data), (-1,)),
+                        float(ctx.divisor), divided, work=divided.size)
+            grad_output = Tensor._make(divided, None, grad_output.device)
         return _expand_gradient(grad_output, ctx), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        if ctx.divisor != 1:
+            grad_output = elementwise.div(grad_output, float(ctx.divisor))
+        return expand(movement.reshape(grad_output, ctx.kept_shape), ctx.input_shape), None, None, None
 
 
 class Prod(Function):
@@ -199,6 +213,26 @@ class Prod(Function):
                     folded, device.reshape(result._data, (outer, inner)), grad_input, work=folded.size)
         return Tensor._make(_unfold(device, grad_input, ctx.input_shape, ctx.dims), None, x.device), None, None
 
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # Each element's gradient is the product of the other elements of its reduction, made as running
+        # products before and after it (scan.products_of_others): no division, so exact with one or several
+        # zeros, in O(n) memory, and recorded through cumprod. The reduced dimensions go last, as one line.
+        from nbprop.ops import scan  # scan -> gather -> elementwise -> broadcast import this module first
+
+        x, _ = ctx.saved_tensors
+        grad = movement.reshape(grad_output, ctx.kept_shape)
+        if not ctx.dims:  # a 0-d input is its own product
+            return movement.reshape(grad, ctx.input_shape), None, None
+        kept = [axis for axis in range(x.ndim) if axis not in ctx.dims]
+        order = kept + list(ctx.dims)
+        outer_shape = tuple(x.shape[axis] for axis in kept)
+        line = math.prod(x.shape[axis] for axis in ctx.dims)
+        lines = movement.reshape(movement.permute(x, tuple(order)), outer_shape + (line,))
+        others = scan.products_of_others(lines, -1) * movement.reshape(grad, outer_shape + (1,))
+        moved = movement.reshape(others, tuple(x.shape[axis] for axis in order))
+        return movement.permute(moved, tuple(order.index(axis) for axis in range(x.ndim))), None, None
+
 
 def _summable(x, dtype):
     if dtype is not None:
@@ -209,7 +243,7 @@ def _summable(x, dtype):
 def sum(x, dim=None, keepdim=False, dtype=None):
     """Sum over `dim` (None or () = all); int64 and bool sum to int64, float32 accumulates in float64."""
     x = _summable(x, dtype)
-    return Sum.apply(x, parse_dims(dim, x.shape, "sum"), keepdim, 1)
+    return Sum.apply(x, parse_dims(dim, x._data.shape, "sum"), keepdim, 1)
 
 
 def mean(x, dim=None, keepdim=False, dtype=None):
@@ -238,7 +272,7 @@ class Variance(Function):
     @staticmethod
     def forward(ctx, x, dims, keepdim, correction, root, whole):
         shape = prepare(ctx, x, dims, keepdim)
-        ctx.whole = whole
+        ctx.whole, ctx.dims = whole, dims
         device = DEVICES[x.device]
         folded = fold(x, dims)
         outer, reduced, inner = folded.shape
@@ -269,6 +303,21 @@ class Variance(Function):
             spread = expand(grad_output, ctx.input_shape)
             return elementwise.where(x == center, spread * math.nan, spread * math.inf), None, None, None, None, None
         # d var / dx = 2 (x - mean) / (N - correction), PyTorch's unclamped N - correction along dims.
+        scale = 2.0 / ctx.degrees if ctx.degrees != 0 else math.inf
+        return (x - center) * expand(grad_output * scale, ctx.input_shape), None, None, None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # backward's formulas in recorded ops; the mean is recomputed from x, as its gradient counts now.
+        x, result = ctx.saved_tensors
+        grad_output = movement.reshape(grad_output, ctx.kept_shape)
+        if ctx.root:
+            spread = movement.reshape(result, ctx.kept_shape)
+            grad_output = elementwise.where(spread == 0, 0.0, grad_output / (spread * 2.0))
+        center = mean(x, ctx.dims, keepdim=True)
+        if ctx.whole and ctx.degrees <= 0:
+            spread = expand(grad_output, ctx.input_shape)
+            return elementwise.where(x == center, spread * math.nan, spread * math.inf), None, None, None, None, None
         scale = 2.0 / ctx.degrees if ctx.degrees != 0 else math.inf
         return (x - center) * expand(grad_output * scale, ctx.input_shape), None, None, None, None, None
 

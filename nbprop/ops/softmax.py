@@ -56,9 +56,10 @@ def _single_dim(dim, ndim, op):
 
 
 class _RowFunction(Function):
-    """softmax / log_softmax: y = f(x) along one dimension, whose backward needs only y."""
+    """softmax / log_softmax: y = f(x) along one dimension, whose backward needs only y; `gradient` is that
+    backward in differentiable ops."""
 
-    kernel = backward_kernel = None
+    kernel = backward_kernel = gradient = None
 
     @classmethod
     def forward(cls, ctx, x, dims):
@@ -69,7 +70,7 @@ class _RowFunction(Function):
         device.call(cls.kernel, rows, out)
         result = Tensor._make(layout.from_rows(out, device), None, x.device)
         ctx.save_for_backward(result)
-        ctx.layout = layout
+        ctx.layout, ctx.dims = layout, dims
         return result
 
     @classmethod
@@ -83,13 +84,28 @@ class _RowFunction(Function):
         device.call(cls.backward_kernel, grad_rows, result_rows, out)
         return Tensor._make(layout.from_rows(out, device), None, grad_output.device), None
 
+    @classmethod
+    def backward_graph(cls, ctx, grad_output):
+        (result,) = ctx.saved_tensors
+        return cls.gradient(grad_output, result, ctx.dims), None
+
 
 class Softmax(_RowFunction):
     kernel, backward_kernel = "softmax_rows", "softmax_rows_backward"
 
+    @staticmethod
+    def gradient(grad_output, result, dims):
+        """y * (g - sum(g * y)) in differentiable ops, for backward passes differentiated again."""
+        return result * (grad_output - (grad_output * result).sum(dims, keepdim=True))
+
 
 class LogSoftmax(_RowFunction):
     kernel, backward_kernel = "log_softmax_rows", "log_softmax_rows_backward"
+
+    @staticmethod
+    def gradient(grad_output, result, dims):
+        """g - exp(y) * sum(g) in differentiable ops, for backward passes differentiated again."""
+        return grad_output - result.exp() * grad_output.sum(dims, keepdim=True)
 
 
 class Logsumexp(Function):
@@ -102,7 +118,7 @@ class Logsumexp(Function):
         device.call("logsumexp_rows", rows, out)
         result = Tensor._make(out if out.shape == result_shape else device.reshape(out, result_shape), None, x.device)
         ctx.save_for_backward(x, result)
-        ctx.layout = layout
+        ctx.layout, ctx.dims = layout, dims
         return result
 
     @staticmethod
@@ -119,6 +135,13 @@ class Logsumexp(Function):
             result_rows = device.reshape(result_rows, (layout.rows,))
         device.call("logsumexp_rows_backward", grad_rows, x_rows, result_rows, out)
         return Tensor._make(layout.from_rows(out, device), None, grad_output.device), None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # g * exp(x - lse), g and lse read with the reduced dimensions kept (size 1) so that they broadcast.
+        x, result = ctx.saved_tensors
+        kept_shape = tuple(1 if dim in ctx.dims else size for dim, size in enumerate(x.shape))
+        return grad_output.reshape(kept_shape) * (x - result.reshape(kept_shape)).exp(), None, None
 
 
 def softmax(x, dim):

@@ -6,7 +6,7 @@ import numbers
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops.gather import check_bounds, folded, index_array, position_maps, sizes, wrap_dim
+from nbprop.ops.gather import check_bounds, folded, index_array, position_maps, scatter_add, sizes, wrap_dim
 from nbprop.tensor import Tensor
 
 # torch.return_types.sort / topk.
@@ -50,6 +50,15 @@ class Sort(Function):
                     folded(device, positions, axis), *own_maps, False, folded(device, grad_input, axis),
                     work=positions.size)
         return Tensor._make(grad_input, None, grad_values.device), None, None, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_values, grad_indices):
+        # The same scatter, recorded (positions are distinct within a line, so adding is writing); its gradient is
+        # a gather. The saved indices come back joined to this node: detached, they are a constant.
+        (indices,) = ctx.saved_tensors
+        zeros = Tensor._make(DEVICES[grad_values.device].zeros(ctx.input_shape, grad_values.dtype), None,
+                             grad_values.device)
+        return scatter_add(zeros, ctx.axis, indices.detach(), grad_values), None, None, None
 
 
 def _sortable(input, op):  # noqa: A002 - PyTorch's argument name

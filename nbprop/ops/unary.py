@@ -1,18 +1,22 @@
 """The unary elementwise ops, declared once: one table row each, from which come the Function, the function
 `nbprop.<name>`, the Tensor method and its in-place form; the kernels come from formulas (kernels/elementwise.py)."""
 
+import math
+
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops.elementwise import clone, map_tensors
+from nbprop.ops.elementwise import clone, gradient_map, map_tensors
 from nbprop.ops.inplace import in_place
 from nbprop.tensor import Tensor
+
+TWO_OVER_ROOT_PI = 2.0 / math.sqrt(math.pi)
 
 
 class _Unary(Function):
     """y = f(x) for a row of UNARY: the subclass made per row names the kernels (see _unary)."""
 
-    kernel = backward_kernel = saves = None
+    kernel = backward_kernel = saves = derivative = None
 
     @classmethod
     def forward(cls, ctx, x):
@@ -31,38 +35,54 @@ class _Unary(Function):
         (saved,) = ctx.saved_tensors
         return map_tensors(cls.backward_kernel, grad_output, saved)
 
+    @classmethod
+    def backward_graph(cls, ctx, grad_output):
+        if cls.backward_kernel is None:
+            return cls.backward(ctx, grad_output)
+        saved = () if cls.saves is None else ctx.saved_tensors
+        if cls.derivative is None:  # a mask or a sign: the kernel itself, recorded (see GradientMap)
+            return gradient_map(cls.backward_kernel, grad_output, *saved)
+        return cls.derivative(grad_output, saved[0])
+
 
 # One row per unary op, PyTorch's name first: its forward kernel; its backward kernel, which takes the incoming
 # gradient and what the op saved (None: a zero gradient); what it saves ("input", "result", or None when the
 # gradient needs neither); what integer and bool inputs give ("float": computed in the default float dtype,
-# "same": computed in their dtype, "copy": returned unchanged, as rounding an integer changes nothing).
+# "same": computed in their dtype, "copy": returned unchanged, as rounding an integer changes nothing); the
+# backward kernel's formula in differentiable ops, (gradient, saved) -> input gradient, for backward passes
+# that are differentiated again (None where the kernel multiplies by a mask or a sign, see GradientMap).
 UNARY_ROWS = {
-    "neg": ("neg", "neg", None, "same"),
-    "abs": ("absolute", "absolute_backward", "input", "same"),
-    "exp": ("exp", "exp_backward", "result", "float"),
-    "log": ("log", "log_backward", "input", "float"),
-    "sqrt": ("sqrt", "sqrt_backward", "result", "float"),
-    "rsqrt": ("rsqrt", "rsqrt_backward", "result", "float"),
-    "sin": ("sin", "sin_backward", "input", "float"),
-    "cos": ("cos", "cos_backward", "input", "float"),
-    "tanh": ("tanh", "tanh_backward", "result", "float"),
-    "sigmoid": ("sigmoid", "sigmoid_backward", "result", "float"),
-    "relu": ("relu", "relu_backward", "result", "same"),
-    "erf": ("erf", "erf_backward", "input", "float"),
-    "expm1": ("expm1", "expm1_backward", "result", "float"),
-    "log1p": ("log1p", "log1p_backward", "input", "float"),
-    "logsigmoid": ("logsigmoid", "logsigmoid_backward", "input", "float"),
-    "floor": ("floor", None, None, "copy"),
-    "ceil": ("ceil", None, None, "copy"),
-    "round": ("round_even", None, None, "copy"),
-    "sign": ("sign", None, None, "same"),
+    "neg": ("neg", "neg", None, "same", None),
+    "abs": ("absolute", "absolute_backward", "input", "same", None),
+    "exp": ("exp", "exp_backward", "result", "float", lambda grad, result: grad * result),
+    "log": ("log", "log_backward", "input", "float", lambda grad, x: grad / x),
+    "sqrt": ("sqrt", "sqrt_backward", "result", "float", lambda grad, result: grad / (2.0 * result)),
+    "rsqrt": ("rsqrt", "rsqrt_backward", "result", "float",
+              lambda grad, result: -0.5 * grad * result * result * result),
+    "sin": ("sin", "sin_backward", "input", "float", lambda grad, x: grad * x.cos()),
+    "cos": ("cos", "cos_backward", "input", "float", lambda grad, x: -grad * x.sin()),
+    "tanh": ("tanh", "tanh_backward", "result", "float", lambda grad, result: grad * (1.0 - result * result)),
+    "sigmoid": ("sigmoid", "sigmoid_backward", "result", "float",
+                lambda grad, result: grad * result * (1.0 - result)),
+    "relu": ("relu", "relu_backward", "result", "same", None),
+    "erf": ("erf", "erf_backward", "input", "float",
+            lambda grad, x: TWO_OVER_ROOT_PI * (-(x * x)).exp() * grad),
+    "expm1": ("expm1", "expm1_backward", "result", "float", lambda grad, result: grad * (result + 1.0)),
+    "log1p": ("log1p", "log1p_backward", "input", "float", lambda grad, x: grad / (x + 1.0)),
+    # d log(sigmoid(x)) / dx = 1 - sigmoid(x) = sigmoid(-x).
+    "logsigmoid": ("logsigmoid", "logsigmoid_backward", "input", "float", lambda grad, x: grad * (-x).sigmoid()),
+    "floor": ("floor", None, None, "copy", None),
+    "ceil": ("ceil", None, None, "copy", None),
+    "round": ("round_even", None, None, "copy", None),
+    "sign": ("sign", None, None, "same", None),
 }
 
 
-def _unary(name, kernel, backward_kernel, saves, integers):
+def _unary(name, kernel, backward_kernel, saves, integers, derivative):
     """The Function and the public function of one UNARY_ROWS row."""
     function_class = type(name.capitalize(), (_Unary,), {
         "kernel": kernel, "backward_kernel": backward_kernel, "saves": saves, "__module__": __name__,
+        "derivative": staticmethod(derivative) if derivative is not None else None,
     })
     apply = function_class.apply
 

@@ -70,6 +70,8 @@ class FlatBucket:
         self.empty = device.empty((0,), self.dtype)
         # The reference counts of a gradient view and of the flat buffer while only the bucket holds them.
         self._free_counts = self._reference_counts(0) if self.params else None
+        # Lending is safe only where reference counts see every view of the storage (lend_grad's check).
+        lend_grads = lend_grads and device.views_hold_their_base
         for index, parameter in enumerate(self.params):
             parameter._grad_lender = _lender(self, index) if lend_grads else None
         self.states = {name: device.zeros((self.size,), self.dtype) for name in state_names}

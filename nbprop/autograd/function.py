@@ -1,16 +1,11 @@
-"""The tape: Function nodes and their Context; backward() and grad() run the pass in backward_pass.py."""
+"""The tape's nodes: Function (an op with its forward and backward) and Context (what forward leaves for
+backward, and the node's links to its inputs' nodes)."""
 
-from nbprop import anomaly_mode
-from nbprop.anomaly_mode import detect_anomaly, is_anomaly_check_nan_enabled, is_anomaly_enabled, set_detect_anomaly
+from nbprop import anomaly_mode, tensor_repr
 from nbprop.backend import DEVICES
-from nbprop.backward_pass import backward, grad, pass_state
-from nbprop.grad_mode import enable_grad, is_grad_enabled, no_grad, recording, set_grad_enabled
+from nbprop.backward_pass import pass_state
+from nbprop.grad_mode import recording
 from nbprop.tensor import Tensor
-
-__all__ = [
-    "Function", "Context", "backward", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled", "is_anomaly_check_nan_enabled",
-]
 
 
 class Context:
@@ -27,6 +22,7 @@ class Context:
     _saved_output_indices = None  # per saved tensor, its output index if it is an output of this node
     _freed = False
     _retained = None  # output index -> weak reference to a tensor whose .grad is kept (retain_grad)
+    _hooks = None  # output index -> the gradient hooks registered on that output (Tensor.register_hook)
     # Scratch of a backward pass: which pass last visited the node, its unprocessed consumers, its gradients.
     _visit = None
     _dependencies = 0
@@ -62,8 +58,7 @@ class Context:
         if not any(saved is not None and saved._version_counter is version_counter for saved in self._saved):
             return
         self.save_for_backward(*(
-            Tensor._make(DEVICES[saved.device].copy(saved._data), None, saved.device)
-            if saved is not None and saved._version_counter is version_counter else saved
+            _copy_in_place_of(saved) if saved is not None and saved._version_counter is version_counter else saved
             for saved in self._saved
         ))
 
@@ -83,10 +78,25 @@ class Context:
                     f"{tuple(tensor.shape)}, dtype {tensor.dtype}) was modified by an in-place operation "
                     f"(version {version} when saved, {tensor._version_counter[0]} now)"
                 )
+        if pass_state.create_graph and self._saved_output_indices is not None:
+            return self._relinked_outputs()
         return self._saved
 
+    def _relinked_outputs(self):
+        """The saved tensors with each saved output joined to this node again, for a recorded backward pass
+        that differentiates through it (the unlinked aliases of _unlink_saved_outputs carry no node)."""
+        tensors = []
+        for tensor, output_index in zip(self._saved, self._saved_output_indices):
+            if output_index is not None:
+                tensor = Tensor._make(tensor._data, tensor._version_counter, tensor.device)
+                tensor.requires_grad = True
+                tensor.grad_fn = self
+                tensor._output_index = output_index
+            tensors.append(tensor)
+        return tuple(tensors)
+
     def __repr__(self):
-        return f"<{self.function.__name__}Backward>"
+        return f"<{tensor_repr.backward_name(self)}>"  # PyTorch's node names: <MulBackward0>
 
 
 class _NothingNeeded:
@@ -112,7 +122,14 @@ class Function:
     `forward` receives Tensors (and any other arguments), runs with recording off and returns a Tensor or a
     tuple of Tensors. `backward` receives one gradient per output and returns one gradient (a Tensor or
     None) per positional input of `forward`. Call it with `MyFunction.apply(*args)`.
+
+    A backward pass with create_graph=True runs `backward_graph` instead, with recording on: the same
+    gradients written with differentiable ops, reading saved tensors through `ctx.saved_tensors`. nbprop's
+    ops define it (their `backward` calls kernels directly); a Function that leaves it None has its `backward`
+    recorded, as PyTorch does, which is right when that backward is written with nbprop's ops.
     """
+
+    backward_graph = None
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -124,8 +141,11 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
+        # One pass over the arguments: the device check and, for the tape, where each input's gradient goes.
         record = False
         device = None
+        needs_input_grad = []
+        next_edges = []
         for argument in args:
             if isinstance(argument, Tensor):
                 if device is None:
@@ -135,21 +155,17 @@ class Function:
                                        f"at least two devices, {device} and {argument.device}")
                 if argument.requires_grad:
                     record = True
+                    node = argument.grad_fn
+                    next_edges.append(argument if node is None else (node, argument._output_index))
+                    needs_input_grad.append(True)
+                    continue
+            next_edges.append(None)
+            needs_input_grad.append(False)
         if not (record and recording.enabled):
             return cls.forward(_NoGradContext(), *args, **kwargs)
 
         ctx = Context()
         ctx.function = cls
-        needs_input_grad = []
-        next_edges = []
-        for argument in args:
-            if isinstance(argument, Tensor) and argument.requires_grad:
-                needs_input_grad.append(True)
-                node = argument.grad_fn
-                next_edges.append(argument if node is None else (node, argument._output_index))
-            else:
-                needs_input_grad.append(False)
-                next_edges.append(None)
         ctx.needs_input_grad = tuple(needs_input_grad)
         ctx.next_edges = next_edges
 
@@ -176,6 +192,15 @@ class Function:
         if anomaly_mode.enabled:
             anomaly_mode.check_forward(ctx, outputs)
         return outputs
+
+
+def _copy_in_place_of(saved):
+    """A copy of a saved tensor's values that stands for it on the tape as it is now (its node and output
+    index), so that a recorded backward pass still differentiates through it after the original is overwritten."""
+    copy = Tensor._make(DEVICES[saved.device].copy(saved._data), None, saved.device)
+    if saved.grad_fn is not None:
+        copy.requires_grad, copy.grad_fn, copy._output_index = True, saved.grad_fn, saved._output_index
+    return copy
 
 
 def _unlink_saved_outputs(ctx):

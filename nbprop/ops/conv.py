@@ -1,0 +1,501 @@
+"""Convolutions (conv1d, conv2d) and transposed convolutions, with PyTorch's signatures, shape rules and errors.
+
+A 1-D convolution runs as a 2-D one of height 1. General convolutions pack each image's im2col matrices and
+multiply them by BLAS, one image at a time, writing the output in its channels-first layout with no copy
+(kernels/conv.py says why); pointwise ones (1x1, stride 1, no padding) are batched products of the input as it
+is; convolutions with one input channel per group (depthwise) run direct loops. A transposed convolution is
+the adjoint of a convolution in its input: its forward is that convolution's input gradient, its input
+gradient that convolution. Backward is deterministic: no kernel adds into memory another thread writes.
+"""
+
+import functools
+
+import numpy as np
+
+from nbprop.autograd import Function
+from nbprop.backend import DEVICES
+from nbprop.tensor import Tensor
+
+
+class Geometry:
+    """One convolution as the kernels see it: an image of `input_shape` (batch, channels, height, width) gives
+    an output of `output_shape` (batch, out_channels, out_height, out_width) through a weight (out_channels,
+    channels // groups, *kernel); `steps` are the kernels' (stride_height, stride_width, padding_height,
+    padding_width, dilation_height, dilation_width), the padding being what lies before the first input
+    position. A transposed convolution keeps the geometry of the convolution it is the adjoint of."""
+
+    __slots__ = ("input_shape", "output_shape", "kernel", "groups", "steps")
+
+    def __init__(self, input_shape, output_shape, kernel, stride, padding, dilation, groups):
+        self.input_shape, self.output_shape = input_shape, output_shape
+        self.kernel, self.groups = kernel, groups
+        self.steps = (stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1])
+
+    @property
+    def depthwise(self):
+        """One input channel per group: direct loops, where products of one-row matrices would waste BLAS."""
+        return self.input_shape[1] == self.groups
+
+    @property
+    def pointwise(self):
+        """A 1x1 convolution with stride 1 and no padding: the image is its own im2col columns."""
+        return (self.kernel == (1, 1) and self.steps[:4] == (1, 1, 0, 0)
+                and self.input_shape[2:] == self.output_shape[2:])
+
+    def product_shapes(self):
+        """(batch, out_channels per group, K = channels per group * kernel taps, L = output positions): per
+        batch entry and group the product is (out_channels / groups, K) @ (K, L)."""
+        batch, channels = self.input_shape[:2]
+        return (batch, self.output_shape[1] // self.groups, channels // self.groups * self.kernel[0] * self.kernel[1],
+                self.output_shape[2] * self.output_shape[3])
+
+
+@functools.lru_cache(maxsize=64)
+def _product_indices(device, count, groups):
+    """For the batched products of a pointwise convolution, one per (batch entry, group) pair, `count` of them:
+    the group of each (which weight matrix it reads) and its own index, as int64 arrays on `device` (a name)
+    that no kernel writes."""
+    target = DEVICES[device]
+    return (target.asarray([index % groups for index in range(count)], np.int64),
+            target.arange(0, count, 1, np.int64))
+
+
+def _taps(geometry):
+    return geometry.kernel[0] * geometry.kernel[1]
+
+
+def _columns(device, geometry, dtype):
+    """One image's im2col matrices, (groups, K, out_height, out_width): the products' scratch, reused image after
+    image (see kernels/conv.py)."""
+    _, _, columns_count, _ = geometry.product_shapes()
+    return device.empty((geometry.groups, columns_count) + geometry.output_shape[2:], dtype)
+
+
+def _grouped(device, array, geometry):
+    """An output-shaped array as (batch, groups, out_channels / groups, out_height * out_width) (a view)."""
+    batch, rows, _, positions = geometry.product_shapes()
+    return device.reshape(array, (batch, geometry.groups, rows, positions))
+
+
+def convolve(device, image, weight, geometry):
+    """The convolution of a C-contiguous image (geometry.input_shape) by a C-contiguous weight, without bias."""
+    out = device.empty(geometry.output_shape, image.dtype)
+    batch, rows, columns_count, positions = geometry.product_shapes()
+    groups = geometry.groups
+    weights = device.reshape(weight, (groups, rows, columns_count))
+    if geometry.depthwise:
+        device.call("conv_depthwise_forward", image, device.reshape(weight, (-1,) + geometry.kernel),
+                    *geometry.steps, out, work=out.size * _taps(geometry))
+    elif geometry.pointwise:
+        # The image is its own im2col matrix: one product per batch entry and group, written in place.
+        group_index, index = _product_indices(device.name, batch * groups, groups)
+        device.call("matmul_batched", weights, device.reshape(image, (batch * groups, columns_count, positions)),
+                    group_index, index, False, False, device.reshape(out, (batch * groups, rows, positions)))
+    else:
+        device.call("conv_forward_gemm", image, weights, *geometry.kernel, *geometry.steps,
+                    _columns(device, geometry, image.dtype), _grouped(device, out, geometry))
+    return out
+
+
+def convolve_input_grad(device, grad, weight, geometry):
+    """The gradient of the convolution's image, geometry.input_shape, from the C-contiguous gradient of its
+    output."""
+    out = device.empty(geometry.input_shape, grad.dtype)
+    batch, rows, columns_count, positions = geometry.product_shapes()
+    groups = geometry.groups
+    weights = device.reshape(weight, (groups, rows, columns_count))
+    if geometry.depthwise:
+        device.call("conv_depthwise_input_grad", grad, device.reshape(weight, (-1,) + geometry.kernel),
+                    *geometry.steps, out, work=grad.size * _taps(geometry))
+    elif geometry.pointwise:
+        group_index, index = _product_indices(device.name, batch * groups, groups)
+        device.call("matmul_batched", weights, device.reshape(grad, (batch * groups, rows, positions)), group_index,
+                    index, True, False, device.reshape(out, (batch * groups, columns_count, positions)))
+    else:
+        device.call("conv_input_grad_gemm", _grouped(device, grad, geometry), weights, *geometry.kernel,
+                    *geometry.steps, _columns(device, geometry, grad.dtype), out)
+    return out
+
+
+def convolve_weight_grad(device, image, grad, geometry):
+    """The gradient of the convolution's weight, (out_channels, channels // groups, *kernel), from the
+    C-contiguous image and output gradient: per group, the sum over the batch, in order, of grad @ columns^T."""
+    batch, rows, columns_count, positions = geometry.product_shapes()
+    groups = geometry.groups
+    out = device.empty((geometry.output_shape[1], geometry.input_shape[1] // groups) + geometry.kernel, grad.dtype)
+    weights = device.reshape(out, (groups, rows, columns_count))
+    if geometry.depthwise:
+        device.call("conv_depthwise_weight_grad", image, grad, *geometry.steps,
+                    device.reshape(out, (-1,) + geometry.kernel), work=grad.size * _taps(geometry))
+    elif geometry.pointwise:
+        group_index, index = _product_indices(device.name, batch * groups, groups)
+        device.call("matmul_batched_sum", device.reshape(grad, (batch * groups, rows, positions)),
+                    device.reshape(image, (batch * groups, columns_count, positions)), index, index, group_index,
+                    False, True, device.empty((rows, columns_count), grad.dtype), weights)
+    else:
+        device.call("conv_weight_grad_gemm", image, _grouped(device, grad, geometry), *geometry.kernel,
+                    *geometry.steps, _columns(device, geometry, grad.dtype),
+                    device.empty((rows, columns_count), grad.dtype), weights)
+    return out
+
+
+# The bias kernels run serially (work=0) whatever their size: they sit between BLAS products, and Numba's
+# threads started there spun against BLAS's (64->64 3x3 on 8x56x56, forward + backward at 2 threads: 48-95 ms
+# with threaded bias kernels, 41-42 ms serial).
+
+
+def _add_bias(device, bias, out):
+    device.call("conv_bias_add", device.contiguous(bias._data), device.reshape(out, out.shape[:2] + (-1,)), work=0)
+
+
+def _bias_grad(device, grad):
+    out = device.empty((grad.shape[1],), grad.dtype)
+    device.call("conv_bias_grad", device.reshape(grad, grad.shape[:2] + (-1,)), out, work=0)
+    return out
+
+
+def _image(device, tensor, shape):
+    """A tensor's data as a C-contiguous array of the kernels' 4-D `shape` (a view where possible)."""
+    return device.reshape(device.contiguous(tensor._data), shape)
+
+
+class Convolution(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, geometry):  # noqa: A002 - PyTorch's argument name
+        device = DEVICES[input.device]
+        out = convolve(device, _image(device, input, geometry.input_shape), device.contiguous(weight._data), geometry)
+        if bias is not None:
+            _add_bias(device, bias, out)
+        ctx.geometry, ctx.input_shape, ctx.weight_shape = geometry, input.shape, weight.shape
+        ctx.save_for_backward(input if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None)
+        shape = (input.shape[0], weight.shape[0]) + _spatial(geometry.output_shape, input.ndim)
+        return Tensor._make(device.reshape(out, shape), None, input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        geometry = ctx.geometry
+        device = DEVICES[grad_output.device]
+        grad = _image(device, grad_output, geometry.output_shape)
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = convolve_input_grad(device, grad, device.contiguous(weight._data), geometry)
+            grad_input = Tensor._make(device.reshape(grad_input, ctx.input_shape), None, grad_output.device)
+        if ctx.needs_input_grad[1]:
+            grad_weight = convolve_weight_grad(device, _image(device, input, geometry.input_shape), grad, geometry)
+            grad_weight = Tensor._make(device.reshape(grad_weight, ctx.weight_shape), None, grad_output.device)
+        if ctx.needs_input_grad[2]:
+            grad_bias = Tensor._make(_bias_grad(device, grad), None, grad_output.device)
+        return grad_input, grad_weight, grad_bias, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        # The same geometry throughout: the transposed convolution of the output gradient is the input's gradient
+        # at the input's exact size (whatever stride, 'same' padding or output_padding left over).
+        input, weight = ctx.saved_tensors  # noqa: A001
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = TransposedConvolution.apply(grad_output, weight, None, ctx.geometry)
+        if ctx.needs_input_grad[1]:
+            grad_weight = ConvolutionWeightGrad.apply(input, grad_output, ctx.geometry)
+        if ctx.needs_input_grad[2]:
+            grad_bias = _channel_sum(grad_output)
+        return grad_input, grad_weight, grad_bias, None
+
+
+class TransposedConvolution(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, geometry):  # noqa: A002
+        device = DEVICES[input.device]
+        out = convolve_input_grad(device, _image(device, input, geometry.output_shape),
+                                  device.contiguous(weight._data), geometry)
+        if bias is not None:
+            _add_bias(device, bias, out)
+        ctx.geometry, ctx.input_shape, ctx.weight_shape = geometry, input.shape, weight.shape
+        ctx.save_for_backward(input if ctx.needs_input_grad[1] else None, weight if ctx.needs_input_grad[0] else None)
+        shape = (input.shape[0], out.shape[1]) + _spatial(geometry.input_shape, input.ndim)
+        return Tensor._make(device.reshape(out, shape), None, input.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        geometry = ctx.geometry
+        device = DEVICES[grad_output.device]
+        grad = _image(device, grad_output, geometry.input_shape)
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            # The adjoint of the adjoint: the convolution itself.
+            grad_input = convolve(device, grad, device.contiguous(weight._data), geometry)
+            grad_input = Tensor._make(device.reshape(grad_input, ctx.input_shape), None, grad_output.device)
+        if ctx.needs_input_grad[1]:
+            grad_weight = convolve_weight_grad(device, grad, _image(device, input, geometry.output_shape), geometry)
+            grad_weight = Tensor._make(device.reshape(grad_weight, ctx.weight_shape), None, grad_output.device)
+        if ctx.needs_input_grad[2]:
+            grad_bias = Tensor._make(_bias_grad(device, grad), None, grad_output.device)
+        return grad_input, grad_weight, grad_bias, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        input, weight = ctx.saved_tensors  # noqa: A001
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = Convolution.apply(grad_output, weight, None, ctx.geometry)
+        if ctx.needs_input_grad[1]:
+            grad_weight = ConvolutionWeightGrad.apply(grad_output, input, ctx.geometry)
+        if ctx.needs_input_grad[2]:
+            grad_bias = _channel_sum(grad_output)
+        return grad_input, grad_weight, grad_bias, None
+
+
+class ConvolutionWeightGrad(Function):
+    """The weight gradient of a convolution of `geometry` as an op of its image and output gradient, for recorded
+    backward passes. It is bilinear: <v, weight_grad(image, grad)> = <grad, convolution(image, v)> =
+    <image, transposed_convolution(grad, v)>, so its own gradients are the two convolutions by v, and the three
+    Functions differentiate through each other to any order."""
+
+    @staticmethod
+    def forward(ctx, image, grad, geometry):
+        device = DEVICES[image.device]
+        out = convolve_weight_grad(device, _image(device, image, geometry.input_shape),
+                                   _image(device, grad, geometry.output_shape), geometry)
+        ctx.geometry, ctx.image_shape, ctx.grad_shape = geometry, image.shape, grad.shape
+        ctx.save_for_backward(image if ctx.needs_input_grad[1] else None, grad if ctx.needs_input_grad[0] else None)
+        shape = out.shape[:2] + (geometry.kernel if image.ndim == 4 else geometry.kernel[1:])
+        return Tensor._make(device.reshape(out, shape), None, image.device)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        image, grad = ctx.saved_tensors
+        geometry = ctx.geometry
+        device = DEVICES[grad_output.device]
+        weight = device.contiguous(grad_output._data)
+        grad_image = grad_grad = None
+        if ctx.needs_input_grad[0]:
+            grad_image = convolve_input_grad(device, _image(device, grad, geometry.output_shape), weight, geometry)
+            grad_image = Tensor._make(device.reshape(grad_image, ctx.image_shape), None, grad_output.device)
+        if ctx.needs_input_grad[1]:
+            grad_grad = convolve(device, _image(device, image, geometry.input_shape), weight, geometry)
+            grad_grad = Tensor._make(device.reshape(grad_grad, ctx.grad_shape), None, grad_output.device)
+        return grad_image, grad_grad, None
+
+    @staticmethod
+    def backward_graph(ctx, grad_output):
+        image, grad = ctx.saved_tensors
+        grad_image = grad_grad = None
+        if ctx.needs_input_grad[0]:
+            grad_image = TransposedConvolution.apply(grad, grad_output, None, ctx.geometry)
+        if ctx.needs_input_grad[1]:
+            grad_grad = Convolution.apply(image, grad_output, None, ctx.geometry)
+        return grad_image, grad_grad, None
+
+
+def _channel_sum(grad_output):
+    """The bias gradient of a recorded backward pass: the output gradient summed over all but the channels."""
+    return grad_output.sum((0,) + tuple(range(2, grad_output.ndim)))
+
+
+def _spatial(shape, ndim):
+    """The spatial part of a kernels' 4-D shape as an op of `ndim` dimensions sees it (no height for 1-D)."""
+    return shape[2:] if ndim == 4 else shape[3:]
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def _sizes(value, dims, name, op):
+    """An int or a sequence of 1 or `dims` ints as a `dims`-tuple (PyTorch expands a single value)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value),) * dims
+    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                for v in value):
+        if len(value) == 1:
+            return (int(value[0]),) * dims
+        if len(value) == dims:
+            return tuple(int(v) for v in value)
+        raise RuntimeError(f"{op}: expected {name} to be a single integer value or a list of {dims} values to "
+                           f"match the convolution dimensions, but got {name}={list(value)}")
+    raise TypeError(f"{op}: {name} must be an int or a tuple of {dims} ints, got {value!r}")
+
+
+def _check_tensors(op, dims, input, weight, bias, transposed):  # noqa: A002
+    """Types, dtypes and ranks; PyTorch's errors for each."""
+    for name, value in (("input", input), ("weight", weight)):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{op}: argument '{name}' must be a Tensor, got {type(value).__name__}")
+    if bias is not None and not isinstance(bias, Tensor):
+        raise TypeError(f"{op}: argument 'bias' must be a Tensor or None, got {type(bias).__name__}")
+    if input.ndim not in (dims + 1, dims + 2):
+        raise RuntimeError(f"{op}: expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input, but got input "
+                           f"of shape {list(input.shape)}")
+    if weight.ndim != dims + 2:
+        layout = "(in_channels, out_channels / groups, " if transposed else "(out_channels, in_channels / groups, "
+        raise RuntimeError(f"{op}: expected a {dims + 2}-D weight {layout}*kernel_size), got weight of shape "
+                           f"{list(weight.shape)}")
+    if input.dtype.kind != "f":
+        raise RuntimeError(f"{op}: expected a floating-point input, got {input.dtype} (shape {list(input.shape)})")
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None and value.dtype != input.dtype:
+            raise RuntimeError(f"{op}: input type ({input.dtype}) and {name} type ({value.dtype}) should be the "
+                               f"same")
+    if bias is not None and not transposed and bias.shape != (weight.shape[0],):
+        raise RuntimeError(f"{op}: given weight of size {list(weight.shape)}, expected bias to be 1-dimensional "
+                           f"with {weight.shape[0]} elements, but got bias of size {list(bias.shape)} instead")
+
+
+def _check_steps(op, stride, dilation, groups):
+    if any(s <= 0 for s in stride):
+        raise RuntimeError(f"{op}: non-positive stride is not supported, got stride={list(stride)}")
+    if any(d <= 0 for d in dilation):
+        raise RuntimeError(f"{op}: dilation should be greater than zero, got dilation={list(dilation)}")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups <= 0:
+        raise RuntimeError(f"{op}: non-positive groups is not supported, got groups={groups!r}")
+
+
+def _check_groups(op, weight, groups):
+    if weight.shape[0] % groups:
+        raise RuntimeError(f"{op}: given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+                           f"but got weight of size {list(weight.shape)} instead")
+
+
+def _padding(op, padding, dims, stride, dilation, kernel):
+    """(before, total) per spatial dimension for an int, a tuple, 'valid' or 'same' (whose total padding
+    dilation * (kernel - 1) is split with the odd element after, as PyTorch does)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0,) * dims, (0,) * dims
+        if padding != "same":
+            raise RuntimeError(f"{op}: invalid padding string {padding!r}; expected 'same', 'valid' or sizes")
+        if any(s != 1 for s in stride):
+            raise RuntimeError(f"{op}: padding='same' is not supported for strided convolutions "
+                               f"(stride={list(stride)})")
+        totals = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
+        return tuple(total // 2 for total in totals), totals
+    padding = _sizes(padding, dims, "padding", op)
+    if any(p < 0 for p in padding):
+        raise RuntimeError(f"{op}: negative padding is not supported, got padding={list(padding)}")
+    return padding, tuple(2 * p for p in padding)
+
+
+def _batched(input, dims):  # noqa: A002
+    """The input with a batch dimension (PyTorch accepts unbatched input), and whether one was added."""
+    return (input, False) if input.ndim == dims + 2 else (input.unsqueeze(0), True)
+
+
+def _four_d(values, dims, fill):
+    """Per-dimension values of a 1-D convolution as the 2-D kernels take them (height 1)."""
+    return tuple(values) if dims == 2 else (fill,) + tuple(values)
+
+
+def _sizes_text(values):
+    return " x ".join(str(v) for v in values)
+
+
+# ------------------------------------------------------------------------------------------ functions
+
+
+def _convolution(op, dims, input, weight, bias, stride, padding, dilation, groups):  # noqa: A002
+    _check_tensors(op, dims, input, weight, bias, False)
+    stride = _sizes(stride, dims, "stride", op)
+    dilation = _sizes(dilation, dims, "dilation", op)
+    _check_steps(op, stride, dilation, groups)
+    kernel = weight.shape[2:]
+    before, totals = _padding(op, padding, dims, stride, dilation, kernel)
+    _check_groups(op, weight, groups)
+    batched, added = _batched(input, dims)
+    if batched.shape[1] != weight.shape[1] * groups:
+        raise RuntimeError(f"{op}: given groups={groups}, weight of size {list(weight.shape)}, expected "
+                           f"input{list(batched.shape)} to have {weight.shape[1] * groups} channels, but got "
+                           f"{batched.shape[1]} channels instead")
+    spatial = batched.shape[2:]
+    padded = tuple(size + total for size, total in zip(spatial, totals))
+    extent = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
+    if any(p < e for p, e in zip(padded, extent)):
+        raise RuntimeError(f"{op}: calculated padded input size per channel: ({_sizes_text(padded)}). Kernel size: "
+                           f"({_sizes_text(extent)}). Kernel size can't be greater than actual input size (input "
+                           f"{list(input.shape)}, weight {list(weight.shape)})")
+    out_spatial = tuple((p - e) // s + 1 for p, e, s in zip(padded, extent, stride))
+    geometry = Geometry((batched.shape[0], batched.shape[1]) + _four_d(spatial, dims, 1),
+                        (batched.shape[0], weight.shape[0]) + _four_d(out_spatial, dims, 1),
+                        _four_d(kernel, dims, 1), _four_d(stride, dims, 1), _four_d(before, dims, 0),
+                        _four_d(dilation, dims, 1), int(groups))
+    result = Convolution.apply(batched, weight, bias, geometry)
+    return result.squeeze(0) if added else result
+
+
+def _convolution_transpose(op, dims, input, weight, bias, stride, padding, output_padding, groups,  # noqa: A002
+                           dilation):
+    _check_tensors(op, dims, input, weight, bias, True)
+    stride = _sizes(stride, dims, "stride", op)
+    dilation = _sizes(dilation, dims, "dilation", op)
+    _check_steps(op, stride, dilation, groups)
+    if isinstance(padding, str):
+        raise TypeError(f"{op}: padding must be an int or a tuple of {dims} ints (no 'same' or 'valid' for "
+                        f"transposed convolutions), got {padding!r}")
+    padding = _sizes(padding, dims, "padding", op)
+    output_padding = _sizes(output_padding, dims, "output_padding", op)
+    if any(p < 0 for p in padding):
+        raise RuntimeError(f"{op}: negative padding is not supported, got padding={list(padding)}")
+    if any(p < 0 for p in output_padding):
+        raise RuntimeError(f"{op}: negative output_padding is not supported, got output_padding="
+                           f"{list(output_padding)}")
+    if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
+        raise RuntimeError(f"{op}: output padding must be smaller than either stride or dilation, but got "
+                           f"output_padding={list(output_padding)}, stride={list(stride)}, "
+                           f"dilation={list(dilation)}")
+    _check_groups(op, weight, groups)
+    batched, added = _batched(input, dims)
+    if batched.shape[1] != weight.shape[0]:
+        raise RuntimeError(f"{op}: given transposed=1, weight of size {list(weight.shape)}, expected "
+                           f"input{list(batched.shape)} to have {weight.shape[0]} channels, but got "
+                           f"{batched.shape[1]} channels instead")
+    out_channels = weight.shape[1] * groups
+    if bias is not None and bias.shape != (out_channels,):
+        raise RuntimeError(f"{op}: given transposed=1, weight of size {list(weight.shape)}, expected bias to be "
+                           f"1-dimensional with {out_channels} elements, but got bias of size {list(bias.shape)} "
+                           "instead")
+    kernel = weight.shape[2:]
+    spatial = batched.shape[2:]
+    out_spatial = tuple((size - 1) * s - 2 * p + d * (k - 1) + o + 1
+                        for size, s, p, d, k, o in zip(spatial, stride, padding, dilation, kernel, output_padding))
+    if any(size <= 0 for size in out_spatial):
+        raise RuntimeError(f"{op}: given input size per channel: ({_sizes_text(spatial)}). Calculated output size "
+                           f"per channel: ({_sizes_text(out_spatial)}). Output size is too small")
+    geometry = Geometry((batched.shape[0], out_channels) + _four_d(out_spatial, dims, 1),
+                        (batched.shape[0], weight.shape[0]) + _four_d(spatial, dims, 1),
+                        _four_d(kernel, dims, 1), _four_d(stride, dims, 1), _four_d(padding, dims, 0),
+                        _four_d(dilation, dims, 1), int(groups))
+    result = TransposedConvolution.apply(batched, weight, bias, geometry)
+    return result.squeeze(0) if added else result
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
+    """torch.nn.functional.conv1d: input (batch, in_channels, length) or unbatched (in_channels, length), weight
+    (out_channels, in_channels / groups, kernel), bias (out_channels,); padding an int, a 1-tuple, 'valid' or
+    'same' (stride 1 only)."""
+    return _convolution("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):  # noqa: A002
+    """torch.nn.functional.conv2d: input (batch, in_channels, height, width) or unbatched (in_channels, height,
+    width), weight (out_channels, in_channels / groups, kernel_height, kernel_width), bias (out_channels,);
+    stride, padding, dilation an int or a pair; padding also 'valid' or 'same' (stride 1 only)."""
+    return _convolution("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002
+                     dilation=1):
+    """torch.nn.functional.conv_transpose1d: input (batch, in_channels, length) or unbatched, weight
+    (in_channels, out_channels / groups, kernel); output length (length - 1) * stride - 2 * padding +
+    dilation * (kernel - 1) + output_padding + 1."""
+    return _convolution_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding, output_padding,
+                                  groups, dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,  # noqa: A002
+                     dilation=1):
+    """torch.nn.functional.conv_transpose2d: input (batch, in_channels, height, width) or unbatched, weight
+    (in_channels, out_channels / groups, kernel_height, kernel_width); each output size (size - 1) * stride -
+    2 * padding + dilation * (kernel - 1) + output_padding + 1."""
+    return _convolution_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding, output_padding,
+                                  groups, dilation)
+
