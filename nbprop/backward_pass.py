@@ -21,6 +21,7 @@ class PassState(threading.local):
 
 pass_state = PassState()
 
+
 def _topological_order(roots):
     """Nodes reachable from `roots`, each after every node that feeds it a gradient; no recursion.
 
@@ -188,8 +189,8 @@ def _propagate(outputs, gradients, retain_graph, create_graph, inputs):
                     _deliver_to_leaf(edge, _check_gradient(edge, gradient, node), create_graph, hooked_leaves)
                 else:
                     _accumulate_leaf(edge, _check_gradient(edge, gradient, node), create_graph)
-        for entry in list(hooked_leaves.values()):  # those a node never delivered to (no gradient came)
-            _finish_hooked_leaf(entry, create_graph, hooked_leaves)
+        for leaf, _, _ in list(hooked_leaves.values()):  # those still waiting for a node that sent nothing
+            _finish_hooked_leaf(leaf, create_graph, hooked_leaves)
         if captured is not None and leaf_hooks:
             for tensor in inputs:
                 if tensor.grad_fn is None and id(tensor) in leaf_hooks and captured[id(tensor)] is not None:
@@ -220,11 +221,12 @@ def _deliver_to_leaf(leaf, gradient, create_graph, hooked_leaves, from_node=True
     if from_node:
         entry[2] -= 1
         if entry[2] == 0:
-            _finish_hooked_leaf(entry, create_graph, hooked_leaves)
+            _finish_hooked_leaf(leaf, create_graph, hooked_leaves)
 
 
-def _finish_hooked_leaf(entry, create_graph, hooked_leaves):
-    leaf, gradient, _ = hooked_leaves.pop(id(entry[0]))
+def _finish_hooked_leaf(leaf, create_graph, hooked_leaves):
+    """The leaf's summed gradient through its hooks into `.grad`, then its post-accumulate hooks."""
+    _, gradient, _ = hooked_leaves.pop(id(leaf))
     if gradient is None:
         return
     hooks, post_accumulate_hooks = leaf_hooks[id(leaf)]

@@ -92,3 +92,34 @@ def test_cnn_digits_trains_a_few_epochs(capsys):
     losses = [float(value) for value in re.findall(r"loss (\d+\.\d+)", printed)]
     assert len(losses) == 2 and losses[1] < 0.5 * losses[0], losses
     assert accuracy > 0.95 and "test accuracy" in printed
+
+
+def _write_fashion_mnist_like(root, train_count, test_count):
+    """Four IDX files in Fashion-MNIST's names and shapes whose class is learnable: class k is a bright band at
+    rows 2k + 4 and 2k + 5 over uniform noise."""
+    from nbprop.data.datasets import write_idx
+
+    generator = np.random.default_rng(0)
+    for prefix, count in (("train", train_count), ("t10k", test_count)):
+        labels = generator.integers(0, 10, count).astype(np.uint8)
+        images = generator.integers(0, 80, (count, 28, 28)).astype(np.uint8)
+        for row in (4, 5):
+            images[np.arange(count), 2 * labels + row] = 255
+        write_idx(root / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
+
+
+def test_fashion_mnist_cnn_learns_from_idx_files(tmp_path, capsys):
+    _write_fashion_mnist_like(tmp_path, train_count=700, test_count=300)
+    accuracy, seconds = _load("fashion_mnist_cnn").main(epochs=2, root=str(tmp_path), limit=640, threads=1)
+    printed = capsys.readouterr().out
+    assert "640 training and 300 test images" in printed, printed
+    losses = [float(value) for value in re.findall(r"loss (\d+\.\d+)", printed)]
+    assert len(losses) == 2 and losses[1] < 0.6 * losses[0], losses
+    reported = float(re.search(r"test accuracy (\d+\.\d+)% on 300 images", printed).group(1))
+    assert reported == round(accuracy * 100, 2) and accuracy > 0.8, (reported, accuracy)
+    assert len(seconds) == 2
+    import pytest
+
+    with pytest.raises(FileNotFoundError, match=r"missing.*dataset-fashion-mnist"):
+        _load("fashion_mnist_cnn").main(root=str(tmp_path / "missing"))

@@ -1,4 +1,4 @@
-"""MultiheadAttention and the Transformer layers: PyTorch's state dicts load and give PyTorch's outputs and gradients."""
+"""MultiheadAttention and the Transformer layers: PyTorch's state dicts load and give its outputs and gradients."""
 
 import math
 
@@ -90,8 +90,8 @@ def test_multihead_attention_equals_torch(torch, dtype, need_weights, batch_firs
 
     def make_pair():
         return (nn.MultiheadAttention(embed, 2, batch_first=batch_first, dtype=TORCH_DTYPES[dtype], **dims),
-                torch.nn.MultiheadAttention(embed, 2, batch_first=batch_first, dtype=getattr(torch, TORCH_DTYPES[dtype]),
-                                            **dims))
+                torch.nn.MultiheadAttention(embed, 2, batch_first=batch_first,
+                                            dtype=getattr(torch, TORCH_DTYPES[dtype]), **dims))
 
     def call(layer, tensors, layer_masks):
         out, weights = layer(*tensors, need_weights=need_weights, **layer_masks)

@@ -1,4 +1,4 @@
-"""scaled_dot_product_attention: fused forward and backward against PyTorch, gradcheck, memory, errors, opaque device."""
+"""scaled_dot_product_attention: fused kernels against PyTorch, gradcheck, memory, errors, the opaque device."""
 
 import tracemalloc
 

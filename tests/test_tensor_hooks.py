@@ -90,3 +90,18 @@ def test_a_handle_removes_its_hook_as_a_context_manager():
     x.grad = None
     (x * 2).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
+def test_a_leaf_is_finished_when_its_last_gradient_arrives_not_at_the_end_of_the_pass():
+    """As PyTorch's AccumulateGrad: the last layer's post-accumulate hook runs before the first layer's gradient
+    exists, so work started there (an all-reduce) overlaps the rest of the backward pass."""
+    import torch
+
+    for module in (nbprop, torch):
+        x = module.ones(2, 3)
+        first = module.ones(3, 4, requires_grad=True)
+        last = module.ones(4, 1, requires_grad=True)
+        seen = []
+        last.register_post_accumulate_grad_hook(lambda tensor: seen.append(first.grad is None))
+        ((x @ first) @ last).sum().backward()
+        assert seen == [True], module.__name__

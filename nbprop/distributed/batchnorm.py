@@ -32,6 +32,8 @@ class AllReduceSum(Function):
     def backward(ctx, grad_output):
         return AllReduceSum.apply(grad_output, ctx.comm), None
 
+    backward_graph = backward  # itself an op: recorded, and differentiable again
+
 
 def all_reduce(tensor, process_group=None):
     """A new tensor: the element-wise sum of `tensor` over the ranks (differentiable; `tensor` itself alone)."""

@@ -8,7 +8,9 @@ group of one: rank 0 of world size 1, and every collective is a no-op.
 import importlib.util
 import os
 import sys
+import time
 import warnings
+from traceback import format_exception
 
 from nbprop.backend import DEVICES
 from nbprop.grad_mode import no_grad
@@ -95,10 +97,13 @@ def _abort_on_exception(kind, value, traceback):
     forever in their next collective for the rank that died."""
     try:
         sys.stdout.flush()
-        print(f"nbprop.distributed: rank {GROUP.rank} of {GROUP.size} raised {kind.__name__}; aborting all ranks",
-              file=sys.stderr)
-        (GROUP.previous_excepthook or sys.__excepthook__)(kind, value, traceback)
+        # One write, then a moment: the launcher forwards each rank's output in chunks, and an abort that comes
+        # right after a write can cut the report short.
+        report = "".join(format_exception(kind, value, traceback))
+        sys.stderr.write(f"nbprop.distributed: rank {GROUP.rank} of {GROUP.size} raised {kind.__name__}; aborting "
+                         f"all ranks\n{report}")
         sys.stderr.flush()
+        time.sleep(0.2)
     finally:
         GROUP.mpi.COMM_WORLD.Abort(1)
 

@@ -234,6 +234,18 @@ def _check_positions(layer, x, max_len, batch_first):
     return length
 
 
+def sinusoidal_table(max_len, d_model, device):
+    """The (max_len, d_model) float64 table PE[p, 2i] = sin(p w_i), PE[p, 2i + 1] = cos(p w_i), w_i =
+    10000^(-2i / d_model), computed on `device`."""
+    backend = DEVICES[device]
+    half = (d_model + 1) // 2
+    positions = Tensor._make(backend.reshape(backend.arange(0, max_len, 1, np.float64), (max_len, 1)), None, device)
+    steps = Tensor._make(backend.arange(0, 2 * half, 2, np.float64), None, device)
+    angles = positions * (steps * (-math.log(10000.0) / d_model)).exp()
+    table = movement.stack([angles.sin(), angles.cos()], -1)
+    return movement.reshape(table, (max_len, 2 * half))[:, :d_model].contiguous()
+
+
 class SinusoidalPositionalEncoding(Module):
     """x + PE[:L] with PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)) ("Attention Is All
     You Need"), then dropout. nbprop-specific: PyTorch has no such module. Inputs (L, N, d_model), or with
@@ -243,14 +255,8 @@ class SinusoidalPositionalEncoding(Module):
         super().__init__()
         device = resolve_device(device, "SinusoidalPositionalEncoding")
         self.d_model, self.max_len, self.batch_first, self.p = d_model, max_len, batch_first, dropout
-        positions = np.arange(max_len, dtype=np.float64)[:, None]
-        frequencies = np.exp(np.arange(0, d_model, 2, dtype=np.float64) * (-math.log(10000.0) / d_model))
-        table = np.zeros((max_len, d_model))
-        table[:, 0::2] = np.sin(positions * frequencies)
-        table[:, 1::2] = np.cos(positions * frequencies[: d_model // 2])
         resolved = dtypes.get_default_dtype() if dtype is None else dtypes.as_dtype(dtype)
-        self.register_buffer("pe", Tensor._make(DEVICES[device].asarray(table, resolved), None, device),
-                             persistent=False)
+        self.register_buffer("pe", sinusoidal_table(max_len, d_model, device).to(resolved), persistent=False)
 
     def forward(self, x):
         length = _check_positions("SinusoidalPositionalEncoding", x, self.max_len, self.batch_first)

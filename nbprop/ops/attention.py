@@ -51,8 +51,9 @@ class AttentionPlan:
         # matrices, not one per head; head h reads matrix mask_index[h].
         array = device.expand(device.reshape(mask_tensor._data, padded), mask_lead + (length, keys))
         self.mask = device.reshape(device.contiguous(array), (math.prod(mask_lead), length, keys))
-        index = np.broadcast_to(np.arange(math.prod(mask_lead), dtype=np.int64).reshape(mask_lead), self.lead)
-        self.mask_index = device.asarray(np.ascontiguousarray(index).reshape(-1))
+        index = device.expand(device.reshape(device.arange(0, math.prod(mask_lead), 1, np.int64), mask_lead),
+                              self.lead)
+        self.mask_index = device.reshape(device.contiguous(index), (self.heads,))
 
     def stacks(self, query, key, value, device):
         """The inputs as C-contiguous (heads, L, E), (key_heads, S, E), (key_heads, S, Ev) arrays."""
@@ -90,9 +91,10 @@ def _probabilities(query, key, plan):
         scores = movement.reshape(movement.reshape(scores, plan.lead + (length, keys)) + plan.mask_tensor,
                                   (plan.heads, length, keys))
     if plan.causal:
-        hidden = Tensor._make(DEVICES[query.device].asarray(~np.tril(np.ones((length, keys), bool))), None,
-                              query.device)
-        scores = masked_fill(scores, hidden, -math.inf)
+        device = DEVICES[query.device]
+        rows = Tensor._make(device.reshape(device.arange(0, length, 1, np.int64), (length, 1)), None, query.device)
+        columns = Tensor._make(device.arange(0, keys, 1, np.int64), None, query.device)
+        scores = masked_fill(scores, columns > rows, -math.inf)  # top-left aligned: key j after query i is hidden
     with no_grad():
         dead = scores.detach().amax(-1, keepdim=True) == -math.inf
     # A fully masked row is given finite scores before the softmax (so no NaN reaches its gradient), then 0.

@@ -14,6 +14,16 @@ import numpy as np
 
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
+from nbprop.ops.conv_checks import (
+    as_batched,
+    as_four_d,
+    as_sizes,
+    check_groups,
+    check_steps,
+    check_tensors,
+    resolve_padding,
+    sizes_text,
+)
 from nbprop.tensor import Tensor
 
 
@@ -299,109 +309,18 @@ def _spatial(shape, ndim):
     return shape[2:] if ndim == 4 else shape[3:]
 
 
-# --------------------------------------------------------------------------------------------- checks
-
-
-def _sizes(value, dims, name, op):
-    """An int or a sequence of 1 or `dims` ints as a `dims`-tuple (PyTorch expands a single value)."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return (int(value),) * dims
-    if isinstance(value, (tuple, list)) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                                for v in value):
-        if len(value) == 1:
-            return (int(value[0]),) * dims
-        if len(value) == dims:
-            return tuple(int(v) for v in value)
-        raise RuntimeError(f"{op}: expected {name} to be a single integer value or a list of {dims} values to "
-                           f"match the convolution dimensions, but got {name}={list(value)}")
-    raise TypeError(f"{op}: {name} must be an int or a tuple of {dims} ints, got {value!r}")
-
-
-def _check_tensors(op, dims, input, weight, bias, transposed):  # noqa: A002
-    """Types, dtypes and ranks; PyTorch's errors for each."""
-    for name, value in (("input", input), ("weight", weight)):
-        if not isinstance(value, Tensor):
-            raise TypeError(f"{op}: argument '{name}' must be a Tensor, got {type(value).__name__}")
-    if bias is not None and not isinstance(bias, Tensor):
-        raise TypeError(f"{op}: argument 'bias' must be a Tensor or None, got {type(bias).__name__}")
-    if input.ndim not in (dims + 1, dims + 2):
-        raise RuntimeError(f"{op}: expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input, but got input "
-                           f"of shape {list(input.shape)}")
-    if weight.ndim != dims + 2:
-        layout = "(in_channels, out_channels / groups, " if transposed else "(out_channels, in_channels / groups, "
-        raise RuntimeError(f"{op}: expected a {dims + 2}-D weight {layout}*kernel_size), got weight of shape "
-                           f"{list(weight.shape)}")
-    if input.dtype.kind != "f":
-        raise RuntimeError(f"{op}: expected a floating-point input, got {input.dtype} (shape {list(input.shape)})")
-    for name, value in (("weight", weight), ("bias", bias)):
-        if value is not None and value.dtype != input.dtype:
-            raise RuntimeError(f"{op}: input type ({input.dtype}) and {name} type ({value.dtype}) should be the "
-                               f"same")
-    if bias is not None and not transposed and bias.shape != (weight.shape[0],):
-        raise RuntimeError(f"{op}: given weight of size {list(weight.shape)}, expected bias to be 1-dimensional "
-                           f"with {weight.shape[0]} elements, but got bias of size {list(bias.shape)} instead")
-
-
-def _check_steps(op, stride, dilation, groups):
-    if any(s <= 0 for s in stride):
-        raise RuntimeError(f"{op}: non-positive stride is not supported, got stride={list(stride)}")
-    if any(d <= 0 for d in dilation):
-        raise RuntimeError(f"{op}: dilation should be greater than zero, got dilation={list(dilation)}")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups <= 0:
-        raise RuntimeError(f"{op}: non-positive groups is not supported, got groups={groups!r}")
-
-
-def _check_groups(op, weight, groups):
-    if weight.shape[0] % groups:
-        raise RuntimeError(f"{op}: given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
-                           f"but got weight of size {list(weight.shape)} instead")
-
-
-def _padding(op, padding, dims, stride, dilation, kernel):
-    """(before, total) per spatial dimension for an int, a tuple, 'valid' or 'same' (whose total padding
-    dilation * (kernel - 1) is split with the odd element after, as PyTorch does)."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0,) * dims, (0,) * dims
-        if padding != "same":
-            raise RuntimeError(f"{op}: invalid padding string {padding!r}; expected 'same', 'valid' or sizes")
-        if any(s != 1 for s in stride):
-            raise RuntimeError(f"{op}: padding='same' is not supported for strided convolutions "
-                               f"(stride={list(stride)})")
-        totals = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
-        return tuple(total // 2 for total in totals), totals
-    padding = _sizes(padding, dims, "padding", op)
-    if any(p < 0 for p in padding):
-        raise RuntimeError(f"{op}: negative padding is not supported, got padding={list(padding)}")
-    return padding, tuple(2 * p for p in padding)
-
-
-def _batched(input, dims):  # noqa: A002
-    """The input with a batch dimension (PyTorch accepts unbatched input), and whether one was added."""
-    return (input, False) if input.ndim == dims + 2 else (input.unsqueeze(0), True)
-
-
-def _four_d(values, dims, fill):
-    """Per-dimension values of a 1-D convolution as the 2-D kernels take them (height 1)."""
-    return tuple(values) if dims == 2 else (fill,) + tuple(values)
-
-
-def _sizes_text(values):
-    return " x ".join(str(v) for v in values)
-
-
 # ------------------------------------------------------------------------------------------ functions
 
 
 def _convolution(op, dims, input, weight, bias, stride, padding, dilation, groups):  # noqa: A002
-    _check_tensors(op, dims, input, weight, bias, False)
-    stride = _sizes(stride, dims, "stride", op)
-    dilation = _sizes(dilation, dims, "dilation", op)
-    _check_steps(op, stride, dilation, groups)
+    check_tensors(op, dims, input, weight, bias, False)
+    stride = as_sizes(stride, dims, "stride", op)
+    dilation = as_sizes(dilation, dims, "dilation", op)
+    check_steps(op, stride, dilation, groups)
     kernel = weight.shape[2:]
-    before, totals = _padding(op, padding, dims, stride, dilation, kernel)
-    _check_groups(op, weight, groups)
-    batched, added = _batched(input, dims)
+    before, totals = resolve_padding(op, padding, dims, stride, dilation, kernel)
+    check_groups(op, weight, groups)
+    batched, added = as_batched(input, dims)
     if batched.shape[1] != weight.shape[1] * groups:
         raise RuntimeError(f"{op}: given groups={groups}, weight of size {list(weight.shape)}, expected "
                            f"input{list(batched.shape)} to have {weight.shape[1] * groups} channels, but got "
@@ -410,29 +329,29 @@ def _convolution(op, dims, input, weight, bias, stride, padding, dilation, group
     padded = tuple(size + total for size, total in zip(spatial, totals))
     extent = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
     if any(p < e for p, e in zip(padded, extent)):
-        raise RuntimeError(f"{op}: calculated padded input size per channel: ({_sizes_text(padded)}). Kernel size: "
-                           f"({_sizes_text(extent)}). Kernel size can't be greater than actual input size (input "
+        raise RuntimeError(f"{op}: calculated padded input size per channel: ({sizes_text(padded)}). Kernel size: "
+                           f"({sizes_text(extent)}). Kernel size can't be greater than actual input size (input "
                            f"{list(input.shape)}, weight {list(weight.shape)})")
     out_spatial = tuple((p - e) // s + 1 for p, e, s in zip(padded, extent, stride))
-    geometry = Geometry((batched.shape[0], batched.shape[1]) + _four_d(spatial, dims, 1),
-                        (batched.shape[0], weight.shape[0]) + _four_d(out_spatial, dims, 1),
-                        _four_d(kernel, dims, 1), _four_d(stride, dims, 1), _four_d(before, dims, 0),
-                        _four_d(dilation, dims, 1), int(groups))
+    geometry = Geometry((batched.shape[0], batched.shape[1]) + as_four_d(spatial, dims, 1),
+                        (batched.shape[0], weight.shape[0]) + as_four_d(out_spatial, dims, 1),
+                        as_four_d(kernel, dims, 1), as_four_d(stride, dims, 1), as_four_d(before, dims, 0),
+                        as_four_d(dilation, dims, 1), int(groups))
     result = Convolution.apply(batched, weight, bias, geometry)
     return result.squeeze(0) if added else result
 
 
 def _convolution_transpose(op, dims, input, weight, bias, stride, padding, output_padding, groups,  # noqa: A002
                            dilation):
-    _check_tensors(op, dims, input, weight, bias, True)
-    stride = _sizes(stride, dims, "stride", op)
-    dilation = _sizes(dilation, dims, "dilation", op)
-    _check_steps(op, stride, dilation, groups)
+    check_tensors(op, dims, input, weight, bias, True)
+    stride = as_sizes(stride, dims, "stride", op)
+    dilation = as_sizes(dilation, dims, "dilation", op)
+    check_steps(op, stride, dilation, groups)
     if isinstance(padding, str):
         raise TypeError(f"{op}: padding must be an int or a tuple of {dims} ints (no 'same' or 'valid' for "
                         f"transposed convolutions), got {padding!r}")
-    padding = _sizes(padding, dims, "padding", op)
-    output_padding = _sizes(output_padding, dims, "output_padding", op)
+    padding = as_sizes(padding, dims, "padding", op)
+    output_padding = as_sizes(output_padding, dims, "output_padding", op)
     if any(p < 0 for p in padding):
         raise RuntimeError(f"{op}: negative padding is not supported, got padding={list(padding)}")
     if any(p < 0 for p in output_padding):
@@ -442,8 +361,8 @@ def _convolution_transpose(op, dims, input, weight, bias, stride, padding, outpu
         raise RuntimeError(f"{op}: output padding must be smaller than either stride or dilation, but got "
                            f"output_padding={list(output_padding)}, stride={list(stride)}, "
                            f"dilation={list(dilation)}")
-    _check_groups(op, weight, groups)
-    batched, added = _batched(input, dims)
+    check_groups(op, weight, groups)
+    batched, added = as_batched(input, dims)
     if batched.shape[1] != weight.shape[0]:
         raise RuntimeError(f"{op}: given transposed=1, weight of size {list(weight.shape)}, expected "
                            f"input{list(batched.shape)} to have {weight.shape[0]} channels, but got "
@@ -458,12 +377,12 @@ def _convolution_transpose(op, dims, input, weight, bias, stride, padding, outpu
     out_spatial = tuple((size - 1) * s - 2 * p + d * (k - 1) + o + 1
                         for size, s, p, d, k, o in zip(spatial, stride, padding, dilation, kernel, output_padding))
     if any(size <= 0 for size in out_spatial):
-        raise RuntimeError(f"{op}: given input size per channel: ({_sizes_text(spatial)}). Calculated output size "
-                           f"per channel: ({_sizes_text(out_spatial)}). Output size is too small")
-    geometry = Geometry((batched.shape[0], out_channels) + _four_d(out_spatial, dims, 1),
-                        (batched.shape[0], weight.shape[0]) + _four_d(spatial, dims, 1),
-                        _four_d(kernel, dims, 1), _four_d(stride, dims, 1), _four_d(padding, dims, 0),
-                        _four_d(dilation, dims, 1), int(groups))
+        raise RuntimeError(f"{op}: given input size per channel: ({sizes_text(spatial)}). Calculated output size "
+                           f"per channel: ({sizes_text(out_spatial)}). Output size is too small")
+    geometry = Geometry((batched.shape[0], out_channels) + as_four_d(out_spatial, dims, 1),
+                        (batched.shape[0], weight.shape[0]) + as_four_d(spatial, dims, 1),
+                        as_four_d(kernel, dims, 1), as_four_d(stride, dims, 1), as_four_d(padding, dims, 0),
+                        as_four_d(dilation, dims, 1), int(groups))
     result = TransposedConvolution.apply(batched, weight, bias, geometry)
     return result.squeeze(0) if added else result
 
