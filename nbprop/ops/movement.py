@@ -162,13 +162,17 @@ class Permute(Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        inverse = tuple(sorted(range(len(ctx.dims)), key=ctx.dims.__getitem__))
         device = DEVICES[grad_output.device]
-        return Tensor._make(device.permute(grad_output._data, inverse), None, grad_output.device), None
+        return Tensor._make(device.permute(grad_output._data, _inverse(ctx.dims)), None, grad_output.device), None
 
     @staticmethod
     def backward_graph(ctx, grad_output):
-        return permute(grad_output, tuple(sorted(range(len(ctx.dims)), key=ctx.dims.__getitem__))), None
+        return permute(grad_output, _inverse(ctx.dims)), None
+
+
+def _inverse(dims):
+    """The permutation that undoes `dims`."""
+    return tuple(sorted(range(len(dims)), key=dims.__getitem__))
 
 
 def permute(x, dims):
