@@ -2,37 +2,17 @@
 learning-rate schedule; prints the loss falling and text sampled from the model."""
 
 import argparse
-import codecs
-import contextlib
-import io
-import os
-import sys
-import sysconfig
 import time
 
 import numpy as np
 
 import nbprop
 from nbprop import nn
+from nbprop.data import python_license_text
 from nbprop.nn.utils import clip_grad_norm_
 from nbprop.ops.loss import cross_entropy
 from nbprop.optim import Adam
 from nbprop.optim.lr_scheduler import CosineAnnealingLR
-
-
-def training_text():
-    """Python's LICENSE (under sys.prefix, the base installation, or beside the standard library); failing
-    that, the Zen of Python, which every Python ships."""
-    roots = [sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"]]
-    for root in roots:
-        for name in ("LICENSE.txt", "LICENSE"):
-            path = os.path.join(root, name)
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8", errors="replace") as file:
-                    return path, file.read()
-    with contextlib.redirect_stdout(io.StringIO()):
-        import this  # noqa: F401 - prints the Zen of Python on import, silenced here
-    return "the Zen of Python (module this)", codecs.decode(this.s, "rot13")
 
 
 class CharModel(nn.Module):
@@ -67,22 +47,18 @@ def sample(model, alphabet, prompt, length, generator, temperature=0.8):
     return text
 
 
-def main(steps=300, sequence=64, batch=32, learning_rate=3e-3, print_every=100):
+def main(steps=300, sequence=64, batch=32, learning_rate=3e-3, print_every=100, compile=False):  # noqa: A002
     nbprop.manual_seed(0)
     generator = np.random.default_rng(0)
-    source, text = training_text()
+    source, text = python_license_text()
     alphabet = sorted(set(text))
     codes = np.array([alphabet.index(character) for character in text], dtype=np.int64)
     print(f"text: {source}, {len(text)} characters, {len(alphabet)} distinct")
     model = CharModel(len(alphabet))
     optimizer = Adam(model.parameters(), lr=learning_rate)
     schedule = CosineAnnealingLR(optimizer, T_max=max(steps, 1), eta_min=learning_rate / 10)
-    start = time.perf_counter()
-    losses = []
-    for step in range(1, steps + 1):
-        starts = generator.integers(0, len(codes) - sequence - 1, batch)
-        windows = np.stack([codes[begin:begin + sequence + 1] for begin in starts])
-        inputs, targets = nbprop.tensor(windows[:, :-1]), nbprop.tensor(windows[:, 1:])
+
+    def train_step(inputs, targets):
         logits, _ = model(inputs)
         loss = cross_entropy(logits.reshape(-1, len(alphabet)), targets.reshape(-1))
         optimizer.zero_grad()
@@ -90,7 +66,16 @@ def main(steps=300, sequence=64, batch=32, learning_rate=3e-3, print_every=100):
         clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        losses.append(loss.item())
+        return loss
+
+    # --compile: the step is captured once and replayed with no Python per op (clipping and the schedule rerun).
+    train = nbprop.compile(train_step) if compile else train_step
+    start = time.perf_counter()
+    losses = []
+    for step in range(1, steps + 1):
+        starts = generator.integers(0, len(codes) - sequence - 1, batch)
+        windows = np.stack([codes[begin:begin + sequence + 1] for begin in starts])
+        losses.append(train(nbprop.tensor(windows[:, :-1]), nbprop.tensor(windows[:, 1:])).item())
         if step == 1 or step % print_every == 0 or step == steps:
             recent = np.mean(losses[-print_every:])
             print(f"step {step:4d}  loss {recent:.4f}  lr {schedule.get_last_lr()[0]:.5f}  "
@@ -104,4 +89,6 @@ def main(steps=300, sequence=64, batch=32, learning_rate=3e-3, print_every=100):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
-    main(steps=parser.parse_args().steps)
+    parser.add_argument("--compile", action="store_true", help="capture the training step and replay it")
+    options = parser.parse_args()
+    main(steps=options.steps, compile=options.compile)

@@ -3,36 +3,17 @@ self-attention through the fused scaled_dot_product_attention, AdamW with linear
 clipping; prints the loss falling and text sampled from the model."""
 
 import argparse
-import codecs
-import contextlib
-import io
-import os
-import sys
-import sysconfig
 import time
 
 import numpy as np
 
 import nbprop
 from nbprop import nn
+from nbprop.data import python_license_text
 from nbprop.nn.utils import clip_grad_norm_
 from nbprop.ops.loss import cross_entropy
 from nbprop.optim import AdamW
 from nbprop.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
-
-
-def training_text():
-    """Python's LICENSE (under sys.prefix, the base installation, or beside the standard library); failing
-    that, the Zen of Python, which every Python ships."""
-    for root in (sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"]):
-        for name in ("LICENSE.txt", "LICENSE"):
-            path = os.path.join(root, name)
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8", errors="replace") as file:
-                    return path, file.read()
-    with contextlib.redirect_stdout(io.StringIO()):
-        import this  # noqa: F401 - prints the Zen of Python on import, silenced here
-    return "the Zen of Python (module this)", codecs.decode(this.s, "rot13")
 
 
 class CharTransformer(nn.Module):
@@ -73,7 +54,7 @@ def sample(model, alphabet, prompt, length, context, generator, temperature=0.8)
 def main(steps=400, sequence=64, batch=32, learning_rate=3e-3, print_every=100):
     nbprop.manual_seed(0)
     generator = np.random.default_rng(0)
-    source, text = training_text()
+    source, text = python_license_text()
     alphabet = sorted(set(text))
     codes = np.array([alphabet.index(character) for character in text], dtype=np.int64)
     print(f"text: {source}, {len(text)} characters, {len(alphabet)} distinct")

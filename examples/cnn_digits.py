@@ -67,12 +67,12 @@ def blas_threads(count):
     return threadpoolctl.threadpool_limits(count, user_api="blas")
 
 
-def main(epochs=8, seed=0, batch_size=32, learning_rate=3e-3, threads=1):
+def main(epochs=8, seed=0, batch_size=32, learning_rate=3e-3, threads=1, compile=False):  # noqa: A002
     with blas_threads(threads):
-        return train(epochs, seed, batch_size, learning_rate)
+        return train(epochs, seed, batch_size, learning_rate, compile)
 
 
-def train(epochs, seed, batch_size, learning_rate):
+def train(epochs, seed, batch_size, learning_rate, compile):  # noqa: A002 - the flag's name
     nbprop.manual_seed(seed)
     features, labels = datasets.load_digits()  # (1797, 64) pixel counts 0..16, labels 0..9
     images = (features / 16.0).reshape(-1, 1, 8, 8)
@@ -87,17 +87,23 @@ def train(epochs, seed, batch_size, learning_rate):
     optimizer = optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=1e-4)
     scheduler = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, epochs=epochs,
                                               steps_per_epoch=len(train_loader))
+
+    def train_step(batch_images, batch_labels):
+        loss = F.cross_entropy(network(batch_images), batch_labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss
+
+    # --compile: the step is captured once per batch shape and replayed with no Python per op.
+    step = nbprop.compile(train_step) if compile else train_step
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
         network.train()
         total_loss = 0.0
         for batch_images, batch_labels in train_loader:
-            loss = F.cross_entropy(network(batch_images), batch_labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item() * len(batch_labels)
+            total_loss += step(batch_images, batch_labels).item() * len(batch_labels)
         print(f"epoch {epoch:2d}  loss {total_loss / len(train_y):.4f}  ({time.perf_counter() - start:.1f} s)")
     test_accuracy = accuracy(network, test_loader)
     print(f"test accuracy {test_accuracy:.2%} on {len(test_y)} images after {epochs} epochs "
@@ -110,5 +116,6 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=8, help="passes over the training images (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and shuffling")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: the products are small)")
+    parser.add_argument("--compile", action="store_true", help="capture the training step and replay it")
     options = parser.parse_args()
-    main(epochs=options.epochs, seed=options.seed, threads=options.threads)
+    main(epochs=options.epochs, seed=options.seed, threads=options.threads, compile=options.compile)

@@ -45,6 +45,33 @@ def gate_tanh(x):
     return series if abs(x) < TANH_SERIES_BOUND else 1.0 - 2.0 / (1.0 + scalar.exp(2.0 * x))
 
 
+# The time loops of every cell share their steps: which step an iteration runs, how many batch entries are
+# active at it, where an entry's row lies, and (forward) the product of the state with W_hh.
+
+
+@scalar_function
+def _forward_step(index, steps, reverse, batch_sizes, hidden, weight_hh, recurrent):
+    """Begin iteration `index` of a forward time loop, from the last step when `reverse`: (step, active), with
+    recurrent[:active] = hidden[:active] W_hh^T."""
+    step = steps - 1 - index if reverse else index
+    active = batch_sizes[step]
+    np.dot(hidden[:active], weight_hh.T, recurrent[:active])
+    return step, active
+
+
+@scalar_function
+def _backward_step(index, steps, reverse, batch_sizes):
+    """(step, active) of iteration `index` of a backward time loop: the forward's steps in the opposite order."""
+    step = index if reverse else steps - 1 - index
+    return step, batch_sizes[step]
+
+
+@scalar_function
+def _row(offsets, step, entry, batch_stride):
+    """The row of batch entry `entry` at `step` (the layout in this file's docstring)."""
+    return offsets[step] + entry * batch_stride
+
+
 @cpu_kernel(fastmath=FASTMATH_UNFUSED)
 def rnn_forward(projection, offsets, batch_sizes, batch_stride, reverse, relu, weight_hh, bias_ih, bias_hh,
                 hidden, recurrent, previous_hidden, out, out_column):
@@ -57,11 +84,9 @@ def rnn_forward(projection, offsets, batch_sizes, batch_stride, reverse, relu, w
     steps = offsets.shape[0]
     size = hidden.shape[1]
     for index in range(steps):
-        step = steps - 1 - index if reverse else index
-        active = batch_sizes[step]
-        np.dot(hidden[:active], weight_hh.T, recurrent[:active])
+        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, weight_hh, recurrent)
         for entry in range(active):
-            row = offsets[step] + entry * batch_stride
+            row = _row(offsets, step, entry, batch_stride)
             for unit in range(size):
                 previous_hidden[row, unit] = hidden[entry, unit]
                 total = projection[row, unit] + bias_ih[unit] + recurrent[entry, unit] + bias_hh[unit]
@@ -79,10 +104,9 @@ def rnn_backward(grad_out, out_column, out, offsets, batch_sizes, batch_stride, 
     steps = offsets.shape[0]
     size = grad_hidden.shape[1]
     for index in range(steps):
-        step = index if reverse else steps - 1 - index
-        active = batch_sizes[step]
+        step, active = _backward_step(index, steps, reverse, batch_sizes)
         for entry in range(active):
-            row = offsets[step] + entry * batch_stride
+            row = _row(offsets, step, entry, batch_stride)
             for unit in range(size):
                 value = out[row, out_column + unit]
                 gradient = grad_hidden[entry, unit] + grad_out[row, out_column + unit]
@@ -112,11 +136,9 @@ def lstm_forward(projection, offsets, batch_sizes, batch_stride, reverse, weight
     size = cell.shape[1]
     state_size = hidden.shape[1]
     for index in range(steps):
-        step = steps - 1 - index if reverse else index
-        active = batch_sizes[step]
-        np.dot(hidden[:active], weight_hh.T, recurrent[:active])
+        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, weight_hh, recurrent)
         for entry in range(active):
-            row = offsets[step] + entry * batch_stride
+            row = _row(offsets, step, entry, batch_stride)
             for unit in range(state_size):
                 previous_hidden[row, unit] = hidden[entry, unit]
             # Pre-activations, then each gate's nonlinearity, as separate loops over one contiguous row: simple
@@ -150,7 +172,7 @@ def lstm_forward(projection, offsets, batch_sizes, batch_stride, reverse, weight
         if has_projection:
             np.dot(step_projected[:active], weight_hr.T, hidden[:active])
             for entry in range(active):
-                row = offsets[step] + entry * batch_stride
+                row = _row(offsets, step, entry, batch_stride)
                 for unit in range(state_size):
                     out[row, out_column + unit] = hidden[entry, unit]
 
@@ -171,10 +193,9 @@ def lstm_backward(grad_out, out_column, offsets, batch_sizes, batch_stride, reve
     size = grad_cell.shape[1]
     state_size = grad_hidden.shape[1]
     for index in range(steps):
-        step = index if reverse else steps - 1 - index
-        active = batch_sizes[step]
+        step, active = _backward_step(index, steps, reverse, batch_sizes)
         for entry in range(active):
-            row = offsets[step] + entry * batch_stride
+            row = _row(offsets, step, entry, batch_stride)
             for unit in range(state_size):
                 gradient = grad_hidden[entry, unit] + grad_out[row, out_column + unit]
                 step_hidden[entry, unit] = gradient
@@ -183,7 +204,7 @@ def lstm_backward(grad_out, out_column, offsets, batch_sizes, batch_stride, reve
         if has_projection:
             np.dot(step_hidden[:active], weight_hr, step_projected[:active])
         for entry in range(active):
-            row = offsets[step] + entry * batch_stride
+            row = _row(offsets, step, entry, batch_stride)
             for unit in range(size):
                 grad_value = step_projected[entry, unit] if has_projection else step_hidden[entry, unit]
                 input_gate = gates[row, unit]
@@ -222,11 +243,9 @@ def gru_forward(projection, offsets, batch_sizes, batch_stride, reverse, weight_
     steps = offsets.shape[0]
     size = hidden.shape[1]
     for index in range(steps):
-        step = steps - 1 - index if reverse else index
-        active = batch_sizes[step]
-        np.dot(hidden[:active], weight_hh.T, recurrent[:active])
+        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, weight_hh, recurrent)
         for entry in range(active):
-            row = offsets[step] + entry * batch_stride
+            row = _row(offsets, step, entry, batch_stride)
             for unit in range(size):
                 reset = gate_sigmoid(projection[row, unit] + bias_ih[unit] + recurrent[entry, unit] + bias_hh[unit])
                 at = size + unit
@@ -259,10 +278,9 @@ def gru_backward(grad_out, out_column, offsets, batch_sizes, batch_stride, rever
     steps = offsets.shape[0]
     size = grad_hidden.shape[1]
     for index in range(steps):
-        step = index if reverse else steps - 1 - index
-        active = batch_sizes[step]
+        step, active = _backward_step(index, steps, reverse, batch_sizes)
         for entry in range(active):
-            row = offsets[step] + entry * batch_stride
+            row = _row(offsets, step, entry, batch_stride)
             for unit in range(size):
                 gradient = grad_hidden[entry, unit] + grad_out[row, out_column + unit]
                 reset = gates[row, unit]

@@ -17,6 +17,7 @@ from nbprop.autograd import (
     Function, enable_grad, is_anomaly_check_nan_enabled, is_anomaly_enabled, is_grad_enabled, no_grad,
     set_grad_enabled,
 )
+from nbprop.capture.compiled import CaptureError, compile  # noqa: A004 - torch.compile's name
 from nbprop.creation import (
     arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones, ones_like, rand,
     rand_like, randint, randn, randn_like, randperm, tensor, zeros, zeros_like,

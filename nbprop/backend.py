@@ -17,22 +17,11 @@ FAMILIES = (
     "elementwise", "elementwise_backward", "reduce", "extrema", "padding", "indexing", "matmul", "softmax", "value",
     "linear", "activation", "norm", "loss", "optim", "optim_transforms", "clip", "optim_adaptive",
     "optim_sign", "optim_layerwise", "optim_factored",
-    "gather", "sort", "scan", "product_scan", "logical", "conv", "pool", "recurrent", "attention",
+    "gather", "sort", "scan", "product_scan", "logical", "conv", "pool", "interpolate", "recurrent", "attention",
 )
 
 # Large contiguous inputs are cut into rows of this many elements, so that threads share the work evenly.
 _ROW_LENGTH = 4096
-
-
-def _as_rows(array):
-    """The 2-D (rows, columns) form elementwise kernels take: a view, or a copy of a broadcast view."""
-    if array.ndim == 2:
-        return array
-    if array.ndim == 1:
-        return array[None]
-    if array.ndim == 0:
-        return array.reshape(1, 1)
-    return array.reshape(-1, array.shape[-1])
 
 
 class CpuDevice:
@@ -46,19 +35,32 @@ class CpuDevice:
     def __init__(self):
         self._kernels = {}
 
-    def kernel(self, name):
+    @staticmethod
+    def find_kernel(name):
         """The CPU kernel called `name`, from whichever family defines it."""
+        for family in FAMILIES:
+            kernel = getattr(importlib.import_module(f"nbprop.kernels.{family}"), name, None)
+            if kernel is not None:
+                return kernel
+        raise KeyError(f"no CPU kernel called {name!r} in the families {FAMILIES}")
+
+    def kernel(self, name):
+        """The CPU kernel called `name` (looked up once)."""
         kernel = self._kernels.get(name)
         if kernel is None:
-            for family in FAMILIES:
-                module = importlib.import_module(f"nbprop.kernels.{family}")
-                kernel = getattr(module, name, None)
-                if kernel is not None:
-                    break
-            else:
-                raise KeyError(f"no CPU kernel called {name!r} in the families {FAMILIES}")
-            self._kernels[name] = kernel
+            kernel = self._kernels[name] = self.find_kernel(name)
         return kernel
+
+    @staticmethod
+    def rows(array):
+        """The 2-D (rows, columns) form elementwise kernels take: a view, or a copy of a broadcast view."""
+        if array.ndim == 2:
+            return array
+        if array.ndim == 1:
+            return array[None]
+        if array.ndim == 0:
+            return array.reshape(1, 1)
+        return array.reshape(-1, array.shape[-1])
 
     def map(self, name, *arguments):
         """Run elementwise kernel `name` over arrays of one shape; the last argument is the contiguous output.
@@ -80,7 +82,7 @@ class CpuDevice:
                 else:
                     kernel.serial(*[a[None] if a.__class__ is np.ndarray else a for a in arguments])
             else:
-                kernel.serial(*[_as_rows(a) if a.__class__ is np.ndarray else a for a in arguments])
+                kernel.serial(*[self.rows(a) if a.__class__ is np.ndarray else a for a in arguments])
             return out
         if all(a.flags.c_contiguous for a in arguments if a.__class__ is np.ndarray):
             # Cut the flat arrays into equal rows for the threads, and do the short remainder serially.
@@ -92,7 +94,7 @@ class CpuDevice:
             if whole < size:
                 kernel.serial(*[a[None, whole:] if a.__class__ is np.ndarray else a for a in flats])
             return out
-        kernel.parallel(*[_as_rows(a) if a.__class__ is np.ndarray else a for a in arguments])
+        kernel.parallel(*[self.rows(a) if a.__class__ is np.ndarray else a for a in arguments])
         return out
 
     def call(self, name, *arguments, work=None):
@@ -134,6 +136,12 @@ class CpuDevice:
     def scalar_view(value, dtype, shape):
         """A read-only array of `shape` whose every element is `value`, without a copy (stride 0)."""
         return np.ndarray(shape, dtype, np.array(value, dtype), 0, (0,) * len(shape))
+
+    @staticmethod
+    def uniform(source, shape, dtype):
+        """Uniform draws in [0, 1) of `shape` in `dtype` from `source()`, a NumPy Generator (a function returning
+        it, since the default generator is replaced when it is reseeded)."""
+        return source().random(shape, dtype=dtype)
 
     # ----------------------------------------------------------------------------------- host transfer
 
@@ -267,6 +275,11 @@ class CpuDevice:
         return np.linalg.qr(matrix)
 
     # ------------------------------------------------------------------------------------- checks
+
+    @staticmethod
+    def read_status(status, position=0):
+        """The verdict of a checking kernel: element `position` of its int64 status array, as a Python int."""
+        return int(status[position])
 
     @staticmethod
     def count_nonzero(array):

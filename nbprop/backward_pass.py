@@ -5,6 +5,7 @@ import threading
 
 from nbprop import anomaly_mode
 from nbprop.backend import DEVICES
+from nbprop.capture import state as capture
 from nbprop.grad_mode import recording
 from nbprop.hooks import leaf_hooks, register_hook, register_post_accumulate_grad_hook, run_hooks
 from nbprop.tensor import Tensor
@@ -250,6 +251,12 @@ def _zeros_for(node, index):
 
 def _accumulate_leaf(tensor, gradient, create_graph):
     existing = tensor.grad
+    _set_leaf_grad(tensor, existing, gradient, create_graph)
+    if capture.recorder is not None:
+        capture.recorder.delivered_gradient(tensor, existing)
+
+
+def _set_leaf_grad(tensor, existing, gradient, create_graph):
     if create_graph:
         # The .grad keeps its graph (a gradient penalty differentiates it); sums are recorded, out of place.
         tensor.grad = gradient.clone() if existing is None else existing + gradient

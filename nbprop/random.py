@@ -13,6 +13,7 @@ import numpy as np
 
 from nbprop.backend import DEVICES, HOST
 from nbprop.backend import get as get_device
+from nbprop.capture import state as capture
 from nbprop.tensor import Tensor
 
 __all__ = ["Generator", "default_generator", "manual_seed", "seed", "initial_seed", "get_rng_state",
@@ -139,6 +140,7 @@ def numpy_generator(generator, device, op):
     """The NumPy Generator to draw from for a tensor on `device`: the default one when `generator` is None.
 
     A NumPy Generator passes through (nbprop's initialisers once took one)."""
+    capture.note_host_read(f"{op} drawing random numbers in Python")
     if generator is None:
         return default_generator._numpy
     if isinstance(generator, Generator):

@@ -136,7 +136,7 @@ class Tensor(TensorOperators):
         if self.device != HOST:
             raise TypeError(f"numpy(): cannot convert a tensor on device {self.device!r} to NumPy; copy it to the "
                             "host first with .cpu()")
-        return self._data
+        return DEVICES[HOST].to_numpy(self._data)
 
     def item(self):
         if self._data.size != 1:

@@ -62,6 +62,15 @@ def test_cnn_on_mnist1d_signals(tmp_path):
     assert float(re.search(r"test accuracy (\d+\.\d+)%", printed).group(1)) > 30  # chance: 10%
 
 
+def test_compile_gives_the_eager_run_faster(tmp_path):
+    arguments = ("--model", "mlp", "--epochs", "2", "--threads", "1", "--no-progress")
+    eager = _run(*arguments, "--out", str(tmp_path / "eager"))
+    compiled = _run(*arguments, "--out", str(tmp_path / "compiled"), "--compile")
+    # The same losses and accuracies line for line; only the timings differ.
+    timings = re.compile(r"\d+\.\d+ s \([\d,]+ samples/s\)|in \d+\.\d+ s|/eager|/compiled")
+    assert timings.sub("", eager) == timings.sub("", compiled)
+
+
 def test_lstm_reads_digits_row_by_row(tmp_path):
     printed = _run("--model", "lstm", "--epochs", "3", "--threads", "1", "--out", str(tmp_path), "--no-progress")
     assert "lstm with" in printed and float(re.search(r"test accuracy (\d+\.\d+)%", printed).group(1)) > 40

@@ -1,9 +1,12 @@
 """nbprop.data.datasets: IDX files (plain and gzipped, written here), Fashion-MNIST and MNIST from a directory,
-scikit-learn's bundled sets, MNIST-1D generated offline; clear errors for missing files and packages."""
+scikit-learn's bundled sets, MNIST-1D generated offline, Python's LICENSE text (or the Zen of Python where it is
+not installed); clear errors for missing files and packages."""
 
 import gzip
+import os
 import random
 import sys
+import sysconfig
 
 import numpy as np
 import pytest
@@ -178,3 +181,29 @@ def test_mnist1d_generates_offline_and_leaves_global_streams_alone(monkeypatch):
     assert datasets.mnist1d(num_samples=200, seed=3)[0][0, 0].item() != 1e6
     with pytest.raises(ValueError, match="num_samples must be an int of at least 10"):
         datasets.mnist1d(num_samples=5)
+
+
+def test_python_license_text_reads_the_installed_license():
+    source, text = nbprop.data.python_license_text()
+    assert source == datasets.ZEN_OF_PYTHON or os.path.isfile(source)
+    assert len(text) > 500
+    if source != datasets.ZEN_OF_PYTHON:
+        assert os.path.basename(source) in ("LICENSE", "LICENSE.txt")
+        with open(source, encoding="utf-8", errors="replace") as file:
+            assert text == file.read()
+        assert "PYTHON SOFTWARE FOUNDATION LICENSE" in text
+
+
+def test_python_license_text_falls_back_to_the_zen_of_python(tmp_path, monkeypatch, capsys):
+    # an installation without any LICENSE file: every place looked at is an empty directory
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(sys, "base_prefix", str(tmp_path))
+    monkeypatch.setattr(sysconfig, "get_paths", lambda *arguments, **keywords: {"stdlib": str(tmp_path)})
+    monkeypatch.delitem(sys.modules, "this", raising=False)  # so that `this` is imported (and prints) afresh
+    source, text = datasets.python_license_text()
+    assert source == datasets.ZEN_OF_PYTHON == "the Zen of Python (module this)"
+    assert text.startswith("The Zen of Python, by Tim Peters") and "Beautiful is better than ugly." in text
+    assert capsys.readouterr().out == ""  # importing `this` prints the poem: not here
+    # a LICENSE in the first place looked at is found again
+    (tmp_path / "LICENSE").write_text("the license text\n")
+    assert datasets.python_license_text() == (str(tmp_path / "LICENSE"), "the license text\n")

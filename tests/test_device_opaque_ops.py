@@ -7,7 +7,7 @@ import pytest
 from opaque_device import assert_same_on_opaque
 
 import nbprop
-from nbprop.ops import activation, extrema, matmul, norm, padding, softmax
+from nbprop.ops import activation, batch_norm, extrema, matmul, norm, padding, softmax
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -244,7 +244,7 @@ def test_batch_norm_training_updates_the_same_running_statistics(shape, affine, 
         variance = nbprop.tensor(np.linspace(0.5, 2, channels).astype(dtype), device=device)
         running[device] = (mean, variance)
         weight, bias = parameters if affine else (None, None)
-        return norm.batch_norm(x, mean, variance, weight, bias, training=True, momentum=0.3, eps=1e-3)
+        return batch_norm.batch_norm(x, mean, variance, weight, bias, training=True, momentum=0.3, eps=1e-3)
 
     arrays = [_normal(shape, dtype) * 2 + 1]
     if affine:
@@ -263,7 +263,7 @@ def test_batch_norm_evaluation(shape, affine):
         mean = nbprop.tensor(np.linspace(-1, 1, channels), device=x.device)
         variance = nbprop.tensor(np.linspace(0.5, 2, channels), device=x.device)
         weight, bias = parameters if affine else (None, None)
-        return norm.batch_norm(x, mean, variance, weight, bias, training=False)
+        return batch_norm.batch_norm(x, mean, variance, weight, bias, training=False)
 
     arrays = [_normal(shape)] + ([_normal((channels,), seed=1), _normal((channels,), seed=2)] if affine else [])
     assert_same_on_opaque(function, *arrays)

@@ -1,5 +1,6 @@
-"""create_graph=True through the losses of ops/cross_entropy.py and the normalisations of ops/norm.py: each mode's
-recorded backward against central differences (gradgradcheck), PyTorch's second derivatives, the fast path."""
+"""create_graph=True through the losses of ops/cross_entropy.py and the normalisations of ops/norm.py and
+ops/batch_norm.py: each mode's recorded backward against central differences (gradgradcheck), PyTorch's second
+derivatives, the fast path."""
 
 import numpy as np
 import opaque_device

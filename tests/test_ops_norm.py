@@ -12,7 +12,8 @@ from hypothesis.extra import numpy as hnp
 
 import nbprop
 from nbprop.kernels import norm as kernels
-from nbprop.ops.norm import batch_norm, group_norm, layer_norm, rms_norm
+from nbprop.ops.batch_norm import batch_norm
+from nbprop.ops.norm import group_norm, layer_norm, rms_norm
 
 TORCH_TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-5)}
 

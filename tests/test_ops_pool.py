@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import nbprop
 import nbprop.nn.functional as F
+from nbprop.kernels import interpolate as interpolate_kernels
 from nbprop.kernels import pool as kernels
 
 TOLERANCE = {np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12), np.dtype(np.float32): dict(rtol=1e-5, atol=1e-5)}
@@ -408,12 +409,13 @@ def test_serial_and_threaded_variants_give_the_same_bits():
         (kernels.adaptive_avg_pool2d_forward, (x,), [(6, 4, 5)], [np.float32]),
         (kernels.adaptive_avg_pool2d_backward, (x[:, :4, :5],), [(6, 9, 8)], [np.float32]),
         (kernels.adaptive_max_pool2d_forward, (x,), [(6, 4, 5), (6, 4, 5)], [np.float32, np.int64]),
-        (kernels.upsample_nearest_forward, (x, rows[0], columns[0]), [(6, 5, 4)], [np.float32]),
-        (kernels.upsample_nearest_backward, (x[:, :5, :4], rows[0], columns[0]), [(6, 9, 8)], [np.float32]),
-        (kernels.upsample_linear_forward, (x, True, rows, weights, columns, column_weights), [(6, 5, 4)],
+        (interpolate_kernels.upsample_nearest_forward, (x, rows[0], columns[0]), [(6, 5, 4)], [np.float32]),
+        (interpolate_kernels.upsample_nearest_backward, (x[:, :5, :4], rows[0], columns[0]), [(6, 9, 8)],
          [np.float32]),
-        (kernels.upsample_linear_backward, (x[:, :5, :4], True, rows, weights, columns, column_weights), [(6, 9, 8)],
+        (interpolate_kernels.upsample_linear_forward, (x, True, rows, weights, columns, column_weights), [(6, 5, 4)],
          [np.float32]),
+        (interpolate_kernels.upsample_linear_backward, (x[:, :5, :4], True, rows, weights, columns, column_weights),
+         [(6, 9, 8)], [np.float32]),
     ]
     for kernel, arguments, shapes, dtypes in calls:
         results = []

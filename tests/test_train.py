@@ -66,6 +66,23 @@ def test_resume_continues_bit_identically(tmp_path, generator):
     assert straight["train_loss"][-1] < straight["train_loss"][0]
 
 
+def test_a_compiled_fit_trains_bit_identically_to_an_eager_one():
+    """Dropout, clipping, a per-step schedule and the gradient-health report, captured and replayed; the last
+    batch of each epoch is smaller (a second plan)."""
+    histories, weights = [], []
+    for compile in (False, True):
+        model, optimizer, _, train, validation = _setup(0)
+        scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=30)
+        histories.append(fit(model, nn.CrossEntropyLoss(), optimizer, train, validation, epochs=4,
+                             scheduler=scheduler, scheduler_interval="step", clip_grad_norm=0.5, progress=False,
+                             verbose=False, compile=compile))
+        weights.append(_weights(model))
+    assert _without_time(histories[1].rows) == _without_time(histories[0].rows)
+    for key in weights[0]:
+        assert np.array_equal(weights[0][key], weights[1][key]), key
+    assert histories[0]["train_loss"][-1] < histories[0]["train_loss"][0]
+
+
 def test_resume_refuses_a_missing_or_foreign_checkpoint(tmp_path):
     model, optimizer, scheduler, train, _ = _setup(0)
     with pytest.raises(FileNotFoundError, match="cannot resume: no checkpoint at .*missing.safetensors"):

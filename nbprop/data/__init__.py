@@ -13,6 +13,7 @@ from nbprop.data.dataset import (
     TensorDataset,
     random_split,
 )
+from nbprop.data.datasets import python_license_text
 from nbprop.data.preprocessing import MinMaxScaler, NotFittedError, StandardScaler, one_hot
 from nbprop.data.sampler import (
     BatchSampler,
@@ -28,5 +29,5 @@ __all__ = [
     "BatchSampler", "ChainDataset", "ConcatDataset", "DataLoader", "Dataset", "IterableDataset", "MinMaxScaler",
     "NotFittedError", "RandomSampler", "Sampler", "SequentialSampler", "StandardScaler", "Subset",
     "SubsetRandomSampler", "TensorDataset", "WeightedRandomSampler", "datasets", "default_collate",
-    "default_convert", "get_worker_info", "one_hot", "random_split", "train_test_split",
+    "default_convert", "get_worker_info", "one_hot", "python_license_text", "random_split", "train_test_split",
 ]

@@ -1,22 +1,28 @@
 """Real data sets that install offline, as (features, labels) tensors: scikit-learn's bundled sets, MNIST and
-Fashion-MNIST from IDX files, MNIST-1D generated locally by the mnist1d package.
+Fashion-MNIST from IDX files, MNIST-1D generated locally by the mnist1d package; and a text corpus that every
+Python ships (python_license_text) for character-level models.
 
 Features are float32, labels int64 class indices from 0. Nothing is downloaded: a missing data set raises an
 error naming the path looked at and the package that provides it.
 """
 
+import codecs
+import contextlib
 import functools
 import gzip
 import importlib
+import io
 import os
 import random
+import sys
+import sysconfig
 
 import numpy as np
 
 from nbprop.creation import from_numpy
 
-__all__ = ["FASHION_MNIST_ROOT", "fashion_mnist", "load_breast_cancer", "load_digits", "load_iris", "load_wine",
-           "mnist", "mnist1d", "read_idx"]
+__all__ = ["FASHION_MNIST_ROOT", "ZEN_OF_PYTHON", "fashion_mnist", "load_breast_cancer", "load_digits", "load_iris",
+           "load_wine", "mnist", "mnist1d", "python_license_text", "read_idx"]
 
 # Where Debian's dataset-fashion-mnist package installs the four gzipped IDX files.
 FASHION_MNIST_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -66,6 +72,30 @@ def load_breast_cancer():
     """scikit-learn's breast cancer (Wisconsin): features (569, 30) float32 (unscaled), labels (569,) int64
     (0 malignant, 1 benign)."""
     return _sklearn_set("load_breast_cancer")
+
+
+# ----------------------------------------------------------------------------------------------- text
+
+# What python_license_text names as its source when no LICENSE file is installed.
+ZEN_OF_PYTHON = "the Zen of Python (module this)"
+
+
+def python_license_text():
+    """(source, text): a plain-English text found offline on any machine, for character-level language models.
+
+    The text is Python's LICENSE (about 13,000 characters, read as UTF-8) from the first of sys.prefix,
+    sys.base_prefix and the standard library's directory that holds a LICENSE.txt or LICENSE file, and source
+    is that file's path. Where no such file is installed (some distributions leave it out), the text is the
+    Zen of Python (module this, about 850 characters) and source is "the Zen of Python (module this)"."""
+    for root in (sys.prefix, sys.base_prefix, sysconfig.get_paths()["stdlib"]):
+        for name in ("LICENSE.txt", "LICENSE"):
+            path = os.path.join(root, name)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8", errors="replace") as file:
+                    return path, file.read()
+    with contextlib.redirect_stdout(io.StringIO()):
+        this = importlib.import_module("this")  # prints the Zen of Python on its first import: silenced here
+    return ZEN_OF_PYTHON, codecs.decode(this.s, "rot13")
 
 
 # ------------------------------------------------------------------------------------------------ IDX

@@ -3,6 +3,7 @@
 from nbprop.data.preprocessing import one_hot
 from nbprop.ops.activation import elu, gelu, hardtanh, leaky_relu, relu, selu, silu, softplus
 from nbprop.ops.attention import scaled_dot_product_attention
+from nbprop.ops.batch_norm import batch_norm
 from nbprop.ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from nbprop.ops.embedding import embedding
 from nbprop.ops.feature_dropout import dropout2d
@@ -19,7 +20,7 @@ from nbprop.ops.loss import (
     nll_loss,
     smooth_l1_loss,
 )
-from nbprop.ops.norm import batch_norm, group_norm, layer_norm, rms_norm
+from nbprop.ops.norm import group_norm, layer_norm, rms_norm
 from nbprop.ops.padding import pad
 from nbprop.ops.pool import (
     adaptive_avg_pool1d,

@@ -2,7 +2,7 @@
 
 from nbprop.nn.module import Module
 from nbprop.ops import loss as functional
-from nbprop.ops.cross_entropy import reduction_name
+from nbprop.ops.loss_arguments import reduction_name
 
 __all__ = [
     "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "KLDivLoss", "L1Loss", "MSELoss", "NLLLoss",

@@ -5,6 +5,7 @@ from collections import OrderedDict
 from nbprop import dtypes
 from nbprop.backend import HOST
 from nbprop.backend import get as get_device
+from nbprop.capture.state import host_step
 from nbprop.grad_mode import no_grad
 from nbprop.hooks import add_hook
 from nbprop.nn import hooks, state
@@ -262,6 +263,7 @@ class Module:
             parameter.requires_grad_(requires_grad)
         return self
 
+    @host_step
     def zero_grad(self, set_to_none=True):
         """Reset every parameter's gradient: to None (default) or to zeros in place."""
         for parameter in self.parameters():

@@ -10,7 +10,7 @@ from nbprop.creation import resolve_device
 from nbprop.grad_mode import no_grad
 from nbprop.nn.module import Module
 from nbprop.nn.parameter import Parameter
-from nbprop.ops import norm
+from nbprop.ops import batch_norm, norm
 from nbprop.tensor import Tensor
 
 
@@ -114,7 +114,7 @@ class _BatchNorm(Module):
                 factor = 1.0 / float(self.num_batches_tracked.item())
         use_batch = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
-        return norm.batch_norm(input, self.running_mean if keep else None, self.running_var if keep else None,
+        return batch_norm.batch_norm(input, self.running_mean if keep else None, self.running_var if keep else None,
                                self.weight, self.bias, use_batch, factor, self.eps)
 
     def extra_repr(self):

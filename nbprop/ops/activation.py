@@ -11,7 +11,8 @@ import numbers
 
 from nbprop.autograd import Function
 from nbprop.ops import inplace, unary
-from nbprop.ops.elementwise import clamp, gradient_map, map_tensors, where
+from nbprop.ops.elementwise import clamp, where
+from nbprop.ops.elementwise_base import gradient_map, map_tensors
 from nbprop.tensor import Tensor
 
 # SELU's fixed constants (Klambauer et al. 2017), PyTorch's values.

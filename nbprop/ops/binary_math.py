@@ -3,7 +3,8 @@ PyTorch's promotion, broadcasting, integer rules and gradients."""
 
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops.elementwise import compare, floating, gradient_map, map_tensors, promoted_operands
+from nbprop.ops.elementwise import compare
+from nbprop.ops.elementwise_base import floating, gradient_map, map_tensors, promoted_operands
 
 
 class Atan2(Function):

@@ -79,11 +79,11 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     # On the CPU a view of input's memory when input is a contiguous int64 tensor (see Embedding.forward).
     indices = input._data if input.dtype == dtypes.int64 else device.astype(input._data, dtypes.int64)
     positions = device.reshape(device.contiguous(indices), (-1,))
-    host_positions = device.to_numpy(positions)
-    if host_positions.size and (host_positions.min() < 0 or host_positions.max() >= count):
-        low, high = int(host_positions.min()), int(host_positions.max())
-        raise IndexError(f"embedding: index {low if low < 0 else high} out of range for a table of {count} rows "
-                         f"(indices must be in [0, {count}))")
+    found = device.empty(2, dtypes.int64)
+    device.call("check_indices", positions, count, found, work=positions.size)
+    if device.read_status(found) >= 0:
+        raise IndexError(f"embedding: index {device.read_status(found, 1)} out of range for a table of {count} "
+                         f"rows (indices must be in [0, {count}))")
     if padding_idx is not None:
         if not -count <= padding_idx < count:
             raise ValueError(f"embedding: padding_idx {padding_idx} must be within num_embeddings ({count})")

@@ -18,7 +18,7 @@ class FeatureDropout(Function):
         planes = input.shape[0] * input.shape[1]
         x = device.reshape(device.contiguous(input._data), (planes, math.prod(input.shape[2:])))
         # One draw per plane, in the input's dtype, from the generator seeded by nbprop.manual_seed.
-        uniform = device.asarray(generator().random(planes, dtype=input.dtype))
+        uniform = device.uniform(generator, planes, input.dtype)
         ctx.uniform, ctx.p, ctx.scale = uniform, p, scale
         out = device.empty(x.shape, x.dtype)
         device.call("channel_dropout_apply", x, uniform, p, scale, out)

@@ -13,6 +13,7 @@ from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.ops import elementwise
 from nbprop.ops.broadcast import broadcast_shapes, expand
+from nbprop.ops.elementwise_base import scalar_tensor
 from nbprop.ops.inplace import in_place
 from nbprop.ops.padding import PadConstant
 from nbprop.tensor import Tensor
@@ -57,9 +58,9 @@ def check_bounds(device, indices, size, axis, op, error=RuntimeError):
     """Raise `error` naming the first index of `indices` (an int64 array) outside [0, size)."""
     found = device.empty(2, dtypes.int64)
     device.call("check_indices", device.reshape(indices, (-1,)), size, found, work=indices.size)
-    position, value = (int(entry) for entry in device.to_numpy(found))
-    if position >= 0:
-        raise error(f"{op}: index {value} is out of bounds for dimension {axis} with size {size}")
+    if device.read_status(found) >= 0:
+        raise error(f"{op}: index {device.read_status(found, 1)} is out of bounds for dimension {axis} with size "
+                    f"{size}")
 
 
 # Identity maps (the common case: an index as large as the tensor apart from the indexed dimension), made once
@@ -255,7 +256,7 @@ def _scatter(input, dim, index, src, value, accumulate, op):  # noqa: A002 - PyT
             raise TypeError(f"{op}(): value must be a number, got {type(value).__name__}")
         if isinstance(value, Tensor):
             value = value.item()
-        src = elementwise.scalar_tensor(value, input.dtype, index.shape, input.device)
+        src = scalar_tensor(value, input.dtype, index.shape, input.device)
     else:
         _check_devices(op, input, src)
         if src.dtype != input.dtype:
@@ -384,7 +385,7 @@ def masked_fill(input, mask, value):  # noqa: A002 - PyTorch's argument name
         _check_devices("masked_fill", input, mask, value)
         value = value.to(input.dtype)
     elif isinstance(value, numbers.Number):
-        value = elementwise.scalar_tensor(value, input.dtype, (), input.device)
+        value = scalar_tensor(value, input.dtype, (), input.device)
     else:
         raise TypeError(f"masked_fill(): value must be a number or a 0-d Tensor, got {type(value).__name__}")
     _check_devices("masked_fill", input, mask)

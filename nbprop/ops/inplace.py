@@ -5,7 +5,7 @@ import numbers
 from nbprop.autograd import Function, is_grad_enabled
 from nbprop.backend import DEVICES
 from nbprop.ops.broadcast import expand
-from nbprop.ops.elementwise import scalar_tensor
+from nbprop.ops.elementwise_base import scalar_tensor
 from nbprop.tensor import Tensor
 
 

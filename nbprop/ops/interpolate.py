@@ -2,21 +2,22 @@
 
 The source positions and weights of each output row and column depend on the sizes only: small kernels make
 them as tables in PyTorch's arithmetic (its `nearest_idx` in float32, its linear source index and weights in
-the input's precision, floorf included), which the plane kernels of kernels/pool.py then read.
+the input's precision, floorf included), which the plane kernels of kernels/interpolate.py then read.
 """
 
 import numbers
 
 from nbprop import dtypes
 from nbprop.backend import DEVICES
-from nbprop.ops.pool import PlaneFunction, adaptive_avg_pool1d, adaptive_avg_pool2d
+from nbprop.ops.plane_functions import PlaneFunction
+from nbprop.ops.pool import adaptive_avg_pool1d, adaptive_avg_pool2d
 from nbprop.tensor import Tensor
 
 _SUPPORTED = "'nearest', 'linear' (3-D input), 'bilinear' (4-D input) and 'area'"
 
 
 def _nearest_table(device, input_size, output_size, scale):
-    """The (output_size,) int64 source index of every output position (kernels/pool.py nearest_sources)."""
+    """The (output_size,) int64 source index of every output position (kernels/interpolate.py nearest_sources)."""
     table = device.empty((output_size,), dtypes.int64)
     device.call("nearest_sources", input_size, output_size, float(scale or 0.0), table)
     return table
@@ -24,7 +25,7 @@ def _nearest_table(device, input_size, output_size, scale):
 
 def _linear_tables(device, input_size, output_size, scale, align_corners, dtype):
     """((2, output_size) int64 source indices, (2, output_size) weights in `dtype`) of every output position
-    (kernels/pool.py linear_sources)."""
+    (kernels/interpolate.py linear_sources)."""
     indices, weights = device.empty((2, output_size), dtypes.int64), device.empty((2, output_size), dtype)
     device.call("linear_sources", input_size, output_size, float(scale or 0.0), bool(align_corners),
                 dtype == dtypes.float32, indices, weights)

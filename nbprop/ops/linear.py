@@ -6,7 +6,7 @@ import numbers
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.ops import movement, reduce
-from nbprop.ops.elementwise import gradient_map
+from nbprop.ops.elementwise_base import gradient_map
 from nbprop.ops.inplace import in_place
 from nbprop.ops.matmul import matmul
 from nbprop.random import generator
@@ -185,7 +185,7 @@ class Dropout(Function):
     def forward(ctx, input, p, scale):
         device = DEVICES[input.device]
         # Draws in the input's dtype from the generator seeded by nbprop.manual_seed: same seed, same mask.
-        uniform = device.asarray(generator().random(input.shape, dtype=input.dtype))
+        uniform = device.uniform(generator, input.shape, input.dtype)
         ctx.uniform, ctx.p, ctx.scale = uniform, p, scale
         out = device.empty(input.shape, input.dtype)
         device.map("dropout_apply", input._data, uniform, p, scale, out)

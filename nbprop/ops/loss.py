@@ -10,17 +10,16 @@ from nbprop.autograd import Function
 from nbprop.backend import DEVICES
 from nbprop.ops import elementwise, unary
 from nbprop.ops.broadcast import broadcast_shapes
-from nbprop.ops.cross_entropy import (
+from nbprop.ops.cross_entropy import cross_entropy, nll_loss
+from nbprop.ops.elementwise_base import scalar_tensor
+from nbprop.ops.loss_arguments import (
     apply_reduction,
     broadcast_weight,
     check_floating,
     check_tensor,
     common_dtype,
-    cross_entropy,
-    nll_loss,
     reduction_name,
 )
-from nbprop.ops.elementwise import scalar_tensor
 from nbprop.tensor import Tensor
 
 # The floor of binary_cross_entropy's gradient denominator x (1 - x): PyTorch's float32 1e-12, widened (the
@@ -120,7 +119,7 @@ def _check_unit_interval(tensor, name, op):
     values = device.reshape(device.contiguous(tensor._data), (-1,))
     status = device.empty((1,), dtypes.int64)
     device.call("find_outside_unit_interval", values, status)
-    position = int(device.to_numpy(status)[0])
+    position = device.read_status(status)
     if position >= 0:
         value = device.item(device.region(values, (position,)))
         raise RuntimeError(f"{op}: all elements of {name} should be between 0 and 1 (found {value} in a tensor of "

@@ -1,4 +1,5 @@
-"""torch.nn.functional's normalisations: batch_norm, layer_norm, rms_norm, group_norm (fused kernels/norm.py).
+"""torch.nn.functional's normalisations layer_norm, rms_norm, group_norm (fused kernels/norm.py), and the helpers
+they share with batch_norm (batch_norm.py).
 
 Each op is one Function: the forward computes the statistics and the normalised output in fused kernels
 and keeps the statistics (float64) for the backward, which is one fused pass for the input gradient plus
@@ -22,7 +23,8 @@ from nbprop.tensor import Tensor
 _WEIGHT_GRADIENT_CHUNKS = 64
 
 
-def _check_input(input, op, min_dims=0):  # noqa: A002 - PyTorch's argument name
+def check_input(input, op, min_dims=0):  # noqa: A002 - PyTorch's argument name
+    """Raise unless `input` is a floating point tensor of at least `min_dims` dimensions."""
     if not isinstance(input, Tensor):
         raise TypeError(f"{op}: expects a Tensor, got {type(input).__name__}")
     if input.dtype.kind != "f":
@@ -32,7 +34,7 @@ def _check_input(input, op, min_dims=0):  # noqa: A002 - PyTorch's argument name
                          f"{tuple(input.shape)}")
 
 
-def _check_vector(tensor, name, shape, input, op):  # noqa: A002 - PyTorch's argument name
+def check_vector(tensor, name, shape, input, op):  # noqa: A002 - PyTorch's argument name
     """Raise unless `tensor` is None or a tensor of `shape` and input's dtype (PyTorch requires both)."""
     if tensor is None:
         return
@@ -45,7 +47,7 @@ def _check_vector(tensor, name, shape, input, op):  # noqa: A002 - PyTorch's arg
         raise RuntimeError(f"{op}: expected {name} of dtype {input.dtype} like the input, got {tensor.dtype}")
 
 
-def _array(tensor, shape, fill, dtype, device):
+def array_of(tensor, shape, fill, dtype, device):
     """The tensor's data as a C-contiguous array of `shape`, or `fill` everywhere when the tensor is None."""
     if tensor is None:
         return device.full(shape, fill, dtype)
@@ -53,23 +55,23 @@ def _array(tensor, shape, fill, dtype, device):
     return array if array.shape == shape else device.reshape(array, shape)
 
 
-def _wrap(array, shape, device):
+def wrap(array, shape, device):
     """`array` in `shape`, as a tensor on `device` (a name)."""
     return Tensor._make(array if array.shape == shape else DEVICES[device].reshape(array, shape), None, device)
 
 
-def _gradient_like(grad_output, x, device):
+def gradient_like(grad_output, x, device):
     """grad_output's data in x's dtype and shape, C-contiguous, as the backward kernels read it."""
     data = grad_output._data
     data = device.contiguous(data) if data.dtype == x.dtype else device.astype(data, x.dtype)
     return data if data.shape == x.shape else device.reshape(data, x.shape)
 
 
-def _finish_forward(ctx, input, weight, statistics, out):  # noqa: A002 - PyTorch's argument name
+def finish_forward(ctx, input, weight, statistics, out):  # noqa: A002 - PyTorch's argument name
     """Keep what every backward reads (input, weight, the statistics) and return `out` in input's shape."""
     ctx.save_for_backward(input, weight)
     ctx.statistics = statistics
-    return _wrap(out, input.shape, input.device)
+    return wrap(out, input.shape, input.device)
 
 
 def _summed_partials(needed, partial, shape, dtype, device, grad_device):
@@ -79,18 +81,18 @@ def _summed_partials(needed, partial, shape, dtype, device, grad_device):
         return None
     gradient = device.empty((partial.shape[1],), dtype)
     device.call("sum_partials", partial, gradient)
-    return _wrap(gradient, shape, grad_device)
+    return wrap(gradient, shape, grad_device)
 
 
 def _input_gradient(ctx, out, input, grad_output):  # noqa: A002 - PyTorch's argument name
     """The input gradient computed into `out`, in input's shape, or None when the input needs none."""
-    return _wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None
+    return wrap(out, input.shape, grad_output.device) if ctx.needs_input_grad[0] else None
 
 
 # ------------------------------------------------------------------ recorded backward (create_graph=True)
 
 
-def _normalized(x, dims, eps):
+def recorded_normalized(x, dims, eps):
     """(x - mean) * rstd and rstd = 1 / sqrt(biased variance + eps) over `dims`, recorded from x: the forward's
     statistics depend on the input but are constants to the tape, so a recorded backward recomputes them."""
     centered = x - x.mean(dims, keepdim=True)
@@ -98,137 +100,24 @@ def _normalized(x, dims, eps):
     return centered * rstd, rstd
 
 
-def _normalized_input_gradient(scaled, normalized, rstd, dims):
+def normalized_input_gradient(scaled, normalized, rstd, dims):
     """d loss / d x of a normalisation over `dims`, recorded, from scaled = grad_output * weight:
     rstd * (scaled - mean(scaled) - normalized * mean(scaled * normalized))."""
     return rstd * (scaled - scaled.mean(dims, keepdim=True)
                    - normalized * (scaled * normalized).mean(dims, keepdim=True))
 
 
-def _scaled(grad_output, weight, shape):
+def scaled_by_weight(grad_output, weight, shape):
     """grad_output times the weight (seen in `shape`, to broadcast), or grad_output itself without one."""
     return grad_output if weight is None else grad_output * movement.reshape(weight, shape)
 
 
-def _affine_gradients(ctx, grad_output, normalized, dims, shape):
+def affine_gradients(ctx, grad_output, normalized, dims, shape):
     """The recorded gradients of inputs 1 and 2, weight and bias: sum(dy * normalized) and sum(dy) over `dims`
     in `shape` (None where not needed)."""
     needs = ctx.needs_input_grad
     return ((movement.reshape((grad_output * normalized).sum(dims), shape) if needs[1] else None),
             (movement.reshape(grad_output.sum(dims), shape) if needs[2] else None))
-
-
-# ---------------------------------------------------------------------------------------- batch norm
-
-
-class BatchNorm(Function):
-    @staticmethod
-    def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):  # noqa: A002
-        device = DEVICES[input.device]
-        samples, channels = input.shape[0], input.shape[1]
-        x = device.reshape(device.contiguous(input._data), (samples, channels, math.prod(input.shape[2:])))
-        mean, invstd = device.zeros((channels,), np.float64), device.zeros((channels,), np.float64)
-        if not training:
-            device.call("batch_norm_running_statistics", running_mean._data, running_var._data, float(eps), mean,
-                        invstd)
-        elif x.size:  # PyTorch leaves everything, the running statistics too, untouched for an empty batch
-            variance = device.empty((channels,), np.float64)
-            device.call("batch_norm_statistics", x, float(eps), mean, variance, invstd, work=x.size)
-            if running_mean is not None:
-                device.call("batch_norm_update_running", mean, variance, float(samples * x.shape[2]),
-                            float(momentum), running_mean._data, running_var._data)
-                running_mean._version_counter[0] += 1
-                running_var._version_counter[0] += 1
-        weight_array = _array(weight, (channels,), 1, x.dtype, device)
-        out = device.empty(x.shape, x.dtype)
-        device.call("batch_norm_normalize", x, mean, invstd, weight_array,
-                    _array(bias, (channels,), 0, x.dtype, device), out, work=x.size)
-        ctx.eps = eps
-        return _finish_forward(ctx, input, weight, (mean, invstd, bool(training)), out)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        input, weight = ctx.saved_tensors  # noqa: A001
-        mean, invstd, training = ctx.statistics
-        device = DEVICES[grad_output.device]
-        x = device.reshape(device.contiguous(input._data),
-                           (input.shape[0], input.shape[1], math.prod(input.shape[2:])))
-        dy = _gradient_like(grad_output, x, device)
-        channels = x.shape[1]
-        need_input, need_weight, need_bias = ctx.needs_input_grad[:3]
-        sum_dy = sum_dy_xmu = grad_weight = grad_bias = None
-        if need_weight or need_bias or (need_input and training):
-            sum_dy, sum_dy_xmu = device.empty((channels,), np.float64), device.empty((channels,), np.float64)
-            grad_weight, grad_bias = device.empty((channels,), x.dtype), device.empty((channels,), x.dtype)
-            device.call("batch_norm_backward_reduce", dy, x, mean, invstd, sum_dy, sum_dy_xmu, grad_weight,
-                        grad_bias, work=x.size)
-        grad_input = None
-        if need_input:
-            if sum_dy is None:  # eval mode: the kernel does not read the sums
-                sum_dy = sum_dy_xmu = mean
-            out = device.empty(x.shape, x.dtype)
-            device.call("batch_norm_backward_input", dy, x, mean, invstd,
-                        _array(weight, (channels,), 1, x.dtype, device), sum_dy, sum_dy_xmu, training, out,
-                        work=x.size)
-            grad_input = _wrap(out, input.shape, grad_output.device)
-        return (grad_input,
-                _wrap(grad_weight, (channels,), grad_output.device) if need_weight else None,
-                _wrap(grad_bias, (channels,), grad_output.device) if need_bias else None,
-                None, None, None, None, None)
-
-    @staticmethod
-    def backward_graph(ctx, grad_output):
-        input, weight = ctx.saved_tensors  # noqa: A001
-        mean, invstd, training = ctx.statistics
-        samples, channels = input.shape[0], input.shape[1]
-        shape = (samples, channels, math.prod(input.shape[2:]))
-        x, dy = movement.reshape(input, shape), movement.reshape(grad_output, shape)
-        if training:
-            normalized, rstd = _normalized(x, (0, 2), ctx.eps)
-        else:  # the running statistics: constants to every input
-            device = DEVICES[input.device]
-            mean, rstd = (Tensor._make(device.reshape(array, (channels, 1)), None, input.device).to(x.dtype)
-                          for array in (mean, invstd))
-            normalized = (x - mean) * rstd
-        grad_input = None
-        if ctx.needs_input_grad[0]:
-            scaled = _scaled(dy, weight, (channels, 1))
-            grad_input = movement.reshape(_normalized_input_gradient(scaled, normalized, rstd, (0, 2)) if training
-                                          else scaled * rstd, input.shape)
-        return (grad_input, *_affine_gradients(ctx, dy, normalized, (0, 2), (channels,)), None, None, None, None,
-                None)
-
-
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,  # noqa: A002
-               eps=1e-5):
-    """Normalise each channel (dimension 1) of `input` (N, C, *) to zero mean and unit variance, then scale
-    by `weight` and shift by `bias` ((C,) each, optional).
-
-    training=True: the batch's statistics (biased variance) are used, and `running_mean`/`running_var` (if
-    given) are updated in place: running = (1 - momentum) * running + momentum * statistic, with the
-    unbiased variance, as PyTorch. training=False: the running statistics are used and must be given.
-    """
-    _check_input(input, "batch_norm", 2)
-    channels = input.shape[1]
-    for tensor, name in ((running_mean, "running_mean"), (running_var, "running_var"), (weight, "weight"),
-                         (bias, "bias")):
-        _check_vector(tensor, name, (channels,), input, "batch_norm")
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_norm: running_mean and running_var must both be given or both be None")
-    if not training and running_mean is None:
-        raise RuntimeError("batch_norm: running_mean and running_var must be defined in evaluation mode "
-                           "(training=False)")
-    if training:
-        values_per_channel = input.shape[0] * math.prod(input.shape[2:])
-        if values_per_channel == 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
-                             f"{tuple(input.shape)}")
-        if running_mean is not None and (running_mean.requires_grad or running_var.requires_grad):
-            raise RuntimeError("batch_norm: running_mean and running_var are updated in place and must not "
-                               "require grad")
-        if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool):
-            raise TypeError(f"batch_norm: momentum must be a number, got {type(momentum).__name__}")
-    return BatchNorm.apply(input, weight, bias, running_mean, running_var, bool(training), momentum, eps)
 
 
 # --------------------------------------------------------------------------------- layer and RMS norm
@@ -270,7 +159,7 @@ def _row_operands(ctx, grad_output):
     input, weight = ctx.saved_tensors  # noqa: A001 - PyTorch's argument name
     device = DEVICES[grad_output.device]
     x = _rows(input, math.prod(ctx.normalized_shape), device)
-    return input, weight, device, x, _gradient_like(grad_output, x, device)
+    return input, weight, device, x, gradient_like(grad_output, x, device)
 
 
 class LayerNorm(Function):
@@ -281,12 +170,12 @@ class LayerNorm(Function):
         x = _rows(input, length, device)
         statistics = device.zeros((x.shape[0], 2), np.float64)
         out = device.empty(x.shape, x.dtype)
-        weight_array = _array(weight, (length,), 1, x.dtype, device)
+        weight_array = array_of(weight, (length,), 1, x.dtype, device)
         if x.size:
-            device.call("layer_norm_forward", x, weight_array, _array(bias, (length,), 0, x.dtype, device),
+            device.call("layer_norm_forward", x, weight_array, array_of(bias, (length,), 0, x.dtype, device),
                         float(eps), statistics, out, work=x.size)
         ctx.normalized_shape, ctx.eps = normalized_shape, eps
-        return _finish_forward(ctx, input, weight, statistics, out)
+        return finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -297,7 +186,7 @@ class LayerNorm(Function):
         partial_weight = device.zeros((chunks, length), np.float64)
         partial_bias = device.zeros((chunks, length), np.float64)
         if x.size:
-            device.call("layer_norm_backward", dy, x, ctx.statistics, _array(weight, (length,), 1, x.dtype, device),
+            device.call("layer_norm_backward", dy, x, ctx.statistics, array_of(weight, (length,), 1, x.dtype, device),
                         out, partial_weight, partial_bias, work=x.size)
         need_weight, need_bias = ctx.needs_input_grad[1:3]
         return (_input_gradient(ctx, out, input, grad_output),
@@ -311,21 +200,21 @@ class LayerNorm(Function):
     def backward_graph(ctx, grad_output):
         input, weight = ctx.saved_tensors  # noqa: A001
         x, dy = _recorded_rows(input, grad_output, ctx.normalized_shape)
-        normalized, rstd = _normalized(x, 1, ctx.eps)
+        normalized, rstd = recorded_normalized(x, 1, ctx.eps)
         grad_input = None
         if ctx.needs_input_grad[0]:
-            scaled = _scaled(dy, weight, (x.shape[1],))
-            grad_input = movement.reshape(_normalized_input_gradient(scaled, normalized, rstd, 1), input.shape)
-        return (grad_input, *_affine_gradients(ctx, dy, normalized, 0, ctx.normalized_shape), None, None)
+            scaled = scaled_by_weight(dy, weight, (x.shape[1],))
+            grad_input = movement.reshape(normalized_input_gradient(scaled, normalized, rstd, 1), input.shape)
+        return (grad_input, *affine_gradients(ctx, dy, normalized, 0, ctx.normalized_shape), None, None)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):  # noqa: A002
     """Normalise over the last len(normalized_shape) dimensions (which must equal normalized_shape):
     (x - mean) / sqrt(biased variance + eps) * weight + bias, weight and bias of normalized_shape."""
-    _check_input(input, "layer_norm")
+    check_input(input, "layer_norm")
     normalized_shape = _normalized_shape(normalized_shape, input, "layer_norm")
-    _check_vector(weight, "weight", normalized_shape, input, "layer_norm")
-    _check_vector(bias, "bias", normalized_shape, input, "layer_norm")
+    check_vector(weight, "weight", normalized_shape, input, "layer_norm")
+    check_vector(bias, "bias", normalized_shape, input, "layer_norm")
     return LayerNorm.apply(input, weight, bias, normalized_shape, eps)
 
 
@@ -338,10 +227,10 @@ class RmsNorm(Function):
         statistics = device.zeros((x.shape[0],), np.float64)
         out = device.empty(x.shape, x.dtype)
         if x.size:
-            device.call("rms_norm_forward", x, _array(weight, (length,), 1, x.dtype, device), float(eps),
+            device.call("rms_norm_forward", x, array_of(weight, (length,), 1, x.dtype, device), float(eps),
                         statistics, out, work=x.size)
         ctx.normalized_shape, ctx.eps = normalized_shape, eps
-        return _finish_forward(ctx, input, weight, statistics, out)
+        return finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -350,7 +239,7 @@ class RmsNorm(Function):
         out = device.empty(x.shape, x.dtype)
         partial_weight = device.zeros((_chunks(x.shape[0]), length), np.float64)
         if x.size:
-            device.call("rms_norm_backward", dy, x, ctx.statistics, _array(weight, (length,), 1, x.dtype, device),
+            device.call("rms_norm_backward", dy, x, ctx.statistics, array_of(weight, (length,), 1, x.dtype, device),
                         out, partial_weight, work=x.size)
         return (_input_gradient(ctx, out, input, grad_output),
                 _summed_partials(ctx.needs_input_grad[1], partial_weight, ctx.normalized_shape, x.dtype, device,
@@ -365,7 +254,7 @@ class RmsNorm(Function):
         normalized = x * rstd
         grad_input = grad_weight = None
         if ctx.needs_input_grad[0]:
-            scaled = _scaled(dy, weight, (x.shape[1],))
+            scaled = scaled_by_weight(dy, weight, (x.shape[1],))
             grad_input = movement.reshape(rstd * (scaled - normalized * (scaled * normalized).mean(1, keepdim=True)),
                                           input.shape)
         if ctx.needs_input_grad[1]:
@@ -376,9 +265,9 @@ class RmsNorm(Function):
 def rms_norm(input, normalized_shape, weight=None, eps=None):  # noqa: A002
     """x / sqrt(mean(x^2) + eps) * weight over the last len(normalized_shape) dimensions; eps=None uses the
     machine epsilon of the input's dtype, as PyTorch."""
-    _check_input(input, "rms_norm")
+    check_input(input, "rms_norm")
     normalized_shape = _normalized_shape(normalized_shape, input, "rms_norm")
-    _check_vector(weight, "weight", normalized_shape, input, "rms_norm")
+    check_vector(weight, "weight", normalized_shape, input, "rms_norm")
     eps = float(np.finfo(input.dtype).eps) if eps is None else float(eps)
     return RmsNorm.apply(input, weight, normalized_shape, eps)
 
@@ -397,11 +286,11 @@ class GroupNorm(Function):
         statistics = device.zeros((x.shape[0], 2), np.float64)
         out = device.empty(x.shape, x.dtype)
         if x.size:
-            device.call("group_norm_forward", x, _array(weight, (num_groups, per_group), 1, x.dtype, device),
-                        _array(bias, (num_groups, per_group), 0, x.dtype, device), float(eps), statistics, out,
+            device.call("group_norm_forward", x, array_of(weight, (num_groups, per_group), 1, x.dtype, device),
+                        array_of(bias, (num_groups, per_group), 0, x.dtype, device), float(eps), statistics, out,
                         work=x.size)
         ctx.num_groups, ctx.eps = num_groups, eps
-        return _finish_forward(ctx, input, weight, statistics, out)
+        return finish_forward(ctx, input, weight, statistics, out)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -412,13 +301,13 @@ class GroupNorm(Function):
         per_group = channels // num_groups
         x = device.reshape(device.contiguous(input._data),
                            (samples * num_groups, per_group, math.prod(input.shape[2:])))
-        dy = _gradient_like(grad_output, x, device)
+        dy = gradient_like(grad_output, x, device)
         out = device.empty(x.shape, x.dtype)
         partial_weight = device.zeros((x.shape[0], per_group), np.float64)
         partial_bias = device.zeros((x.shape[0], per_group), np.float64)
         if x.size:
             device.call("group_norm_backward", dy, x, ctx.statistics,
-                        _array(weight, (num_groups, per_group), 1, x.dtype, device), out, partial_weight,
+                        array_of(weight, (num_groups, per_group), 1, x.dtype, device), out, partial_weight,
                         partial_bias, work=x.size)
         need_weight, need_bias = ctx.needs_input_grad[1:3]
         # Each (sample, group) row holds its group's channels, so (samples, channels) lines the partials up
@@ -436,26 +325,26 @@ class GroupNorm(Function):
         samples, channels, groups = input.shape[0], input.shape[1], ctx.num_groups
         by_channel = (samples, channels, math.prod(input.shape[2:]))
         by_group = (samples, groups, channels // groups * by_channel[2])
-        normalized, rstd = _normalized(movement.reshape(input, by_group), 2, ctx.eps)
+        normalized, rstd = recorded_normalized(movement.reshape(input, by_group), 2, ctx.eps)
         dy = movement.reshape(grad_output, by_channel)
         grad_input = None
         if ctx.needs_input_grad[0]:
-            scaled = movement.reshape(_scaled(dy, weight, (channels, 1)), by_group)
-            grad_input = movement.reshape(_normalized_input_gradient(scaled, normalized, rstd, 2), input.shape)
-        return (grad_input, *_affine_gradients(ctx, dy, movement.reshape(normalized, by_channel), (0, 2), (channels,)),
+            scaled = movement.reshape(scaled_by_weight(dy, weight, (channels, 1)), by_group)
+            grad_input = movement.reshape(normalized_input_gradient(scaled, normalized, rstd, 2), input.shape)
+        return (grad_input, *affine_gradients(ctx, dy, movement.reshape(normalized, by_channel), (0, 2), (channels,)),
                 None, None)
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):  # noqa: A002
     """Split the C channels of `input` (N, C, *) into num_groups groups and normalise each (sample, group)
     by its own mean and biased variance; then the per-channel affine weight and bias ((C,) each)."""
-    _check_input(input, "group_norm", 2)
+    check_input(input, "group_norm", 2)
     if not isinstance(num_groups, numbers.Integral) or isinstance(num_groups, bool) or num_groups <= 0:
         raise ValueError(f"group_norm: num_groups must be a positive int, got {num_groups!r}")
     channels = input.shape[1]
     if channels % num_groups:
         raise RuntimeError(f"group_norm: Expected number of channels in input to be divisible by num_groups, "
                            f"but got input of shape {list(input.shape)} and num_groups={num_groups}")
-    _check_vector(weight, "weight", (channels,), input, "group_norm")
-    _check_vector(bias, "bias", (channels,), input, "group_norm")
+    check_vector(weight, "weight", (channels,), input, "group_norm")
+    check_vector(bias, "bias", (channels,), input, "group_norm")
     return GroupNorm.apply(input, weight, bias, int(num_groups), eps)

@@ -6,7 +6,8 @@ import math
 from nbprop import dtypes
 from nbprop.autograd import Function
 from nbprop.backend import DEVICES
-from nbprop.ops.elementwise import clone, gradient_map, map_tensors
+from nbprop.ops.elementwise import clone
+from nbprop.ops.elementwise_base import gradient_map, map_tensors
 from nbprop.ops.inplace import in_place
 from nbprop.tensor import Tensor
 

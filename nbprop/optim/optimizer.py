@@ -12,6 +12,7 @@ at the number of steps the group has already taken (the largest 'step' of its pa
 import numpy as np
 
 from nbprop.backend import DEVICES, HOST
+from nbprop.capture.state import host_step
 from nbprop.grad_mode import enable_grad, no_grad
 from nbprop.optim.flat import FlatBucket, copy_state
 from nbprop.tensor import Tensor
@@ -48,6 +49,14 @@ class Optimizer:
     # The buckets lend their gradient views to the backward pass (see FlatBucket.lend_grad): right for any
     # optimizer whose update only reads the gathered gradients.
     _lends_grads = True
+
+    def __init_subclass__(cls, **keywords):
+        # A captured step (nbprop.compile) reruns updates in Python, overridden ones too: they read the learning
+        # rate and step counts, which change from step to step.
+        super().__init_subclass__(**keywords)
+        for name in ("step", "zero_grad"):
+            if name in cls.__dict__:
+                setattr(cls, name, host_step(cls.__dict__[name]))
 
     def __init__(self, params, defaults):
         self.defaults = defaults
@@ -204,6 +213,7 @@ class Optimizer:
 
     # ------------------------------------------------------------------------------------------ steps
 
+    @host_step
     def zero_grad(self, set_to_none=True):
         """Reset the gradients of all optimized parameters: to None (default) or to zeros in place."""
         for group in self.param_groups:
@@ -219,6 +229,7 @@ class Optimizer:
                     with no_grad():
                         gradient.zero_()
 
+    @host_step
     def step(self, closure=None):
         """One update of every parameter that has a gradient; with `closure` (re-evaluates the model and
         returns the loss), calls it first with gradients enabled and returns its loss."""

@@ -11,6 +11,8 @@ state dicts of the two libraries carry the same keys).
 import types
 import warnings
 
+from nbprop.capture.state import host_step
+
 
 def _check_optimizer(optimizer, name):
     groups = getattr(optimizer, "param_groups", None)
@@ -105,6 +107,13 @@ class LRScheduler:
         """The rates at `self.last_epoch`; subclasses implement it."""
         raise NotImplementedError(f"{type(self).__name__} does not implement get_lr()")
 
+    def __init_subclass__(cls, **keywords):
+        # A captured step (nbprop.compile) reruns schedulers in Python: the rates they set change every step.
+        super().__init_subclass__(**keywords)
+        if "step" in cls.__dict__:
+            cls.step = host_step(cls.__dict__["step"])
+
+    @host_step
     def step(self, epoch=None):
         """Advance one epoch (or, deprecated as in PyTorch, jump to `epoch`) and set the groups' rates."""
         self._step_count += 1

@@ -78,6 +78,9 @@ def parser():
                            help=f"continue an interrupted run from CHECKPOINT (default: --out's {CHECKPOINT}) with "
                                 "the same options; it goes on exactly as if uninterrupted")
     arguments.add_argument("--no-progress", action="store_true", help="no progress bar")
+    arguments.add_argument("--compile", action="store_true",
+                           help="capture the training step once and replay it (nbprop.compile): less Python per "
+                                "step, which pays for small models and batches")
     return arguments
 
 
@@ -251,6 +254,9 @@ def run(options, notice=None):
     test_loader = DataLoader(TensorDataset(*test), batch_size=512)
     # Under mpiexec/srun with N processes: DDP and each rank's share of the data; only rank 0 writes and prints.
     trained, train_loader, main_rank = nbprop.distributed.prepare_data_parallel(model, train_loader, options.seed)
+    if options.compile and trained is not model:
+        raise _Error("--compile does not combine with data-parallel ranks yet: the gradients' all-reduce runs in "
+                     "Python hooks, which a captured step does not replay")
     say = print if main_rank else (lambda *args, **kwargs: None)
     optimizer, scheduler, interval = _optimizer(options, model, len(train_loader))
     count = sum(parameter.numel() for parameter in model.parameters())
@@ -269,7 +275,7 @@ def run(options, notice=None):
                   scheduler=scheduler, scheduler_interval=interval, clip_grad_norm=options.clip,
                   early_stopping=early_stopping, checkpoint_path=paths[CHECKPOINT] if main_rank else None,
                   resume=resume, progress=not options.no_progress and main_rank, verbose=main_rank,
-                  history_path=paths[HISTORY] if main_rank else None)
+                  history_path=paths[HISTORY] if main_rank else None, compile=options.compile)
     result = evaluate(model, nn.CrossEntropyLoss(), test_loader)
     if not main_rank:
         return result["accuracy"]

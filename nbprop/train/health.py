@@ -2,6 +2,8 @@
 
 import math
 
+from nbprop.capture.state import host_step
+
 __all__ = ["EXPLODING", "VANISHING", "GradientMonitor"]
 
 # A layer whose mean gradient norm over an epoch is below VANISHING learns nothing measurable; one whose norm
@@ -31,6 +33,7 @@ class GradientMonitor:
         self.nonfinite = [False] * len(self.layers)
         self.steps = 0
 
+    @host_step
     def measure(self):
         """Record the current gradients (call between backward and the optimizer step, before clipping)."""
         for index, (_, parameters) in enumerate(self.layers):

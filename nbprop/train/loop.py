@@ -7,6 +7,7 @@ import sys
 import time
 
 from nbprop.autograd import no_grad
+from nbprop.capture.compiled import compile as compile_step
 from nbprop.nn.utils import clip_grad_norm_
 from nbprop.optim.lr_scheduler import ReduceLROnPlateau
 from nbprop.tensor import Tensor
@@ -125,7 +126,7 @@ def _learning_rate(optimizer):
 
 def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, scheduler=None,
         scheduler_interval="epoch", clip_grad_norm=None, early_stopping=None, checkpoint_path=None, resume=False,
-        metrics="auto", progress=True, verbose=True, history_path=None):
+        metrics="auto", progress=True, verbose=True, history_path=None, compile=False):  # noqa: A002
     """Train `model` for `epochs` epochs over `train_loader` (batches of (inputs, targets)) with `optimizer`,
     minimising `loss_fn(model(inputs), targets)`; returns a History (one row per epoch: train_loss, val_loss,
     accuracies, lr, seconds, samples_per_second, grad_norm/<layer>).
@@ -145,6 +146,9 @@ def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, 
     - `progress`: a tqdm bar per epoch (loss, samples/s) on stderr when it is a terminal.
     - `verbose`: a line per epoch (losses, accuracies, lr, time, samples/s) and the gradient-health flags on stdout.
     - `history_path`: the history is written there after every epoch (CSV for a .csv name, JSON otherwise).
+    - `compile`: run each training step (forward, backward, gradient health, clipping, update, a per-step
+      schedule) as one nbprop.compile'd step: its plan replays with no Python per op (see nbprop/capture/).
+      The finiteness check of the loss then comes after the update rather than before it.
 
     Each epoch also measures every layer's gradient norm (the gradient-health report, in `history.gradient_health`
     and printed): a mean below 1e-7 is flagged vanishing, a step above 1e3 or non-finite exploding. A NaN or
@@ -183,6 +187,27 @@ def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, 
 
     monitor = GradientMonitor(model)
     parameters = [parameter for _, group in monitor.layers for parameter in group]
+
+    def forward(inputs, targets):
+        outputs = model(inputs)
+        return outputs, loss_fn(outputs, targets)
+
+    def update(loss):
+        optimizer.zero_grad()
+        loss.backward()
+        monitor.measure()
+        if clip_grad_norm is not None:
+            clip_grad_norm_(parameters, clip_grad_norm)
+        optimizer.step()
+        if scheduler is not None and scheduler_interval == "step":
+            scheduler.step()
+
+    def whole_step(inputs, targets):
+        outputs, loss = forward(inputs, targets)
+        update(loss)
+        return outputs.detach(), loss.detach()
+
+    compiled_step = compile_step(whole_step) if compile else None
     say = print if verbose else (lambda *args, **kwargs: None)
     for epoch in range(first_epoch, epochs + 1):
         if stopped:
@@ -198,8 +223,7 @@ def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, 
                 where = f"epoch {epoch}, step {step}"
                 inputs, targets = _batch(batch, where)
                 try:
-                    outputs = model(inputs)
-                    loss = loss_fn(outputs, targets)
+                    outputs, loss = (compiled_step or forward)(inputs, targets)
                 except Exception as error:
                     raise _step_error(error, where, inputs, targets) from error
                 value = loss.item()
@@ -210,14 +234,8 @@ def fit(model, loss_fn, optimizer, train_loader, val_loader=None, epochs=10, *, 
                                              f"stopped ({kept}). Lower the learning rate, clip the gradients "
                                              "(clip_grad_norm=) or check the data for NaN or infinite values.",
                                              epoch, step, history)
-                optimizer.zero_grad()
-                loss.backward()
-                monitor.measure()
-                if clip_grad_norm is not None:
-                    clip_grad_norm_(parameters, clip_grad_norm)
-                optimizer.step()
-                if scheduler is not None and scheduler_interval == "step":
-                    scheduler.step()
+                if compiled_step is None:
+                    update(loss)
                 if functions is None:
                     functions = _metric_functions(metrics, outputs, targets)
                 size = len(targets)

@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 
+from nbprop.capture.state import host_step
 from nbprop.ops import clip
 from nbprop.tensor import Tensor
 
@@ -83,6 +84,7 @@ def _scale_by_norm(groups, gradients, max_norm, total_norm):
         gradient._version_counter[0] += 1
 
 
+@host_step
 def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     """Scale the gradients of `parameters` in place by min(1, max_norm / (total_norm + 1e-6)), given the total
     norm (from `get_total_norm`). Parameters without a gradient are skipped."""
@@ -92,6 +94,7 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
         _scale_by_norm(clip.TensorGroups(gradients, "clip_grads_with_norm_"), gradients, float(max_norm), total_norm)
 
 
+@host_step
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     """Clip the gradients of `parameters` (a Tensor or an iterable) so that their total norm is at most
     `max_norm`, in place, and return the total norm before clipping (a 0-d Tensor).
@@ -111,6 +114,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     return total_norm
 
 
+@host_step
 def clip_grad_value_(parameters, clip_value, foreach=None):
     """Clamp the gradients of `parameters` (a Tensor or an iterable) into [-clip_value, clip_value] in place;
     parameters without a gradient are skipped, NaN stays NaN (PyTorch's clamp_min then clamp_max)."""

@@ -2,10 +2,12 @@
 pad_packed_sequence, pad_sequence, pack_sequence and unpack_sequence."""
 
 import collections
+import itertools
+import math
 import numbers
+import operator
 
-import numpy as np
-
+from nbprop import dtypes
 from nbprop.backend import DEVICES, HOST
 from nbprop.ops import movement, padding
 from nbprop.ops.gather import index_select
@@ -16,21 +18,34 @@ __all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad
            "unpack_sequence"]
 
 
+def _integer(value):
+    """A Python int of an integer (int, NumPy integer, 0-d integer array); TypeError for anything else."""
+    if isinstance(value, bool):
+        raise TypeError("a bool is not a length")
+    return operator.index(value)
+
+
 def _host_integers(values, what):
-    """A 1-D int64 NumPy array of a list, a NumPy array or a Tensor of integers."""
+    """A host list of Python ints of a 1-D list, NumPy array or Tensor of integers."""
     if isinstance(values, Tensor):
         if values.dtype.kind not in "iu" or values.ndim != 1:
             raise RuntimeError(f"{what} must be a 1-D integer tensor, got shape {tuple(values.shape)} and dtype "
                                f"{values.dtype}")
-        return np.asarray(DEVICES[values.device].to_numpy(values.detach()._data), dtype=np.int64).reshape(-1)
-    array = np.asarray(values)
-    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
-        raise RuntimeError(f"{what} must be a 1-D sequence of integers, got {values!r}")
-    return array.astype(np.int64)
+        return [int(value) for value in DEVICES[values.device].to_numpy(values.detach()._data).tolist()]
+    try:
+        return [_integer(value) for value in values]
+    except TypeError:
+        raise RuntimeError(f"{what} must be a 1-D sequence of integers, got {values!r}") from None
 
 
-def _index_tensor(array, device):
-    return Tensor._make(DEVICES[device].asarray(np.asarray(array, dtype=np.int64)), None, device)
+def _inverse_order(order):
+    """The positions that sort `order` (stable): for a permutation, its inverse."""
+    return sorted(range(len(order)), key=order.__getitem__)
+
+
+def _index_tensor(values, device):
+    """A host list of ints as an int64 tensor on `device`."""
+    return Tensor._make(DEVICES[device].asarray(list(values), dtypes.int64), None, device)
 
 
 class PackedSequence(collections.namedtuple("PackedSequence",
@@ -44,7 +59,7 @@ class PackedSequence(collections.namedtuple("PackedSequence",
 
     def __new__(cls, data, batch_sizes=None, sorted_indices=None, unsorted_indices=None):
         if unsorted_indices is None and sorted_indices is not None:
-            unsorted_indices = _index_tensor(np.argsort(_host_integers(sorted_indices, "sorted_indices")),
+            unsorted_indices = _index_tensor(_inverse_order(_host_integers(sorted_indices, "sorted_indices")),
                                              sorted_indices.device)
         if batch_sizes is None:
             raise TypeError("PackedSequence: batch_sizes is required; build one with pack_padded_sequence or "
@@ -64,10 +79,10 @@ class PackedSequence(collections.namedtuple("PackedSequence",
         return self.to(HOST)
 
     def double(self):
-        return self.to(np.float64)
+        return self.to(dtypes.float64)
 
     def float(self):
-        return self.to(np.float32)
+        return self.to(dtypes.float32)
 
     @property
     def is_cuda(self):
@@ -79,7 +94,7 @@ class PackedSequence(collections.namedtuple("PackedSequence",
 
 def _batch_sizes(lengths):
     """batch_sizes[t] = how many sequences are longer than t, for lengths sorted in decreasing order."""
-    return [int(np.count_nonzero(lengths > step)) for step in range(int(lengths[0]))] if lengths.size else []
+    return [sum(1 for length in lengths if length > step) for step in range(lengths[0])] if lengths else []
 
 
 def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True):  # noqa: A002
@@ -95,34 +110,34 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
                            f"{tuple(input.shape)}")
     batch_dim = 0 if batch_first else 1
     batch, steps = input.shape[batch_dim], input.shape[1 - batch_dim]
-    if lengths.size != batch:
-        raise ValueError(f"Expected `len(lengths)` to be equal to batch_size, but got {lengths.size} "
+    if len(lengths) != batch:
+        raise ValueError(f"Expected `len(lengths)` to be equal to batch_size, but got {len(lengths)} "
                          f"(batch_size={batch})")
     if enforce_sorted:
-        if np.any(lengths[1:] > lengths[:-1]):
+        if any(later > earlier for earlier, later in itertools.pairwise(lengths)):
             raise RuntimeError("`lengths` array must be sorted in decreasing order when `enforce_sorted` is True. "
                                "You can pass `enforce_sorted=False` to pack_padded_sequence and/or pack_sequence "
                                f"to sidestep this requirement if you do not need ONNX exportability (got lengths "
-                               f"{lengths.tolist()})")
+                               f"{lengths})")
         sorted_indices = None
     else:
-        order = np.argsort(-lengths, kind="stable")
-        lengths = lengths[order]
+        order = sorted(range(len(lengths)), key=lambda index: -lengths[index])  # stable: ties keep their order
+        lengths = [lengths[index] for index in order]
         sorted_indices = _index_tensor(order, input.device)
         input = index_select(input, batch_dim, sorted_indices)  # noqa: A001
-    if lengths.size and lengths[-1] <= 0:
+    if lengths and lengths[-1] <= 0:
         raise RuntimeError("Length of all samples has to be greater than 0, but found an element in 'lengths' that "
-                           f"is <= 0 (lengths {lengths.tolist()})")
-    if lengths.size and lengths[0] > steps:
-        raise RuntimeError(f"pack_padded_sequence: a length of {int(lengths[0])} exceeds the padded sequence "
+                           f"is <= 0 (lengths {lengths})")
+    if lengths and lengths[0] > steps:
+        raise RuntimeError(f"pack_padded_sequence: a length of {lengths[0]} exceeds the padded sequence "
                            f"length {steps} of input shape {tuple(input.shape)}")
     if batch_first:
         input = movement.transpose(input, 0, 1)  # noqa: A001
     features = input.shape[2:]
     batch_sizes = _batch_sizes(lengths)
-    flat = movement.reshape(input, (steps, batch, int(np.prod(features, dtype=np.int64))))
+    flat = movement.reshape(input, (steps, batch, math.prod(features)))
     data = movement.reshape(PaddedToPacked.apply(flat, batch_sizes), (-1,) + tuple(features))
-    unsorted_indices = None if sorted_indices is None else _index_tensor(np.argsort(order), input.device)
+    unsorted_indices = None if sorted_indices is None else _index_tensor(_inverse_order(order), input.device)
     return PackedSequence(data, _index_tensor(batch_sizes, HOST), sorted_indices, unsorted_indices)
 
 
@@ -133,7 +148,7 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
         raise TypeError(f"pad_packed_sequence: expects a PackedSequence, got {type(sequence).__name__}")
     if not isinstance(padding_value, numbers.Real):
         raise TypeError(f"pad_packed_sequence: padding_value must be a number, got {type(padding_value).__name__}")
-    batch_sizes = _host_integers(sequence.batch_sizes, "batch_sizes").tolist()
+    batch_sizes = _host_integers(sequence.batch_sizes, "batch_sizes")
     steps = len(batch_sizes)
     if total_length is not None:
         if total_length < steps:
@@ -143,15 +158,15 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
     data = sequence.data
     batch = batch_sizes[0] if batch_sizes else 0
     features = tuple(data.shape[1:])
-    flat = movement.reshape(data, (data.shape[0], int(np.prod(features, dtype=np.int64))))
+    flat = movement.reshape(data, (data.shape[0], math.prod(features)))
     padded = PackedToPadded.apply(flat, batch_sizes, (steps, batch, flat.shape[1]), padding_value)
     padded = movement.reshape(padded, (steps, batch) + features)
-    lengths = np.array([sum(1 for size in batch_sizes if size > entry) for entry in range(batch)], dtype=np.int64)
+    lengths = [sum(1 for size in batch_sizes if size > entry) for entry in range(batch)]
     if batch_first:
         padded = movement.transpose(padded, 0, 1)
     if sequence.unsorted_indices is not None:
         padded = index_select(padded, 0 if batch_first else 1, sequence.unsorted_indices)
-        lengths = lengths[_host_integers(sequence.unsorted_indices, "unsorted_indices")]
+        lengths = [lengths[index] for index in _host_integers(sequence.unsorted_indices, "unsorted_indices")]
     return padded, _index_tensor(lengths, HOST)
 
 
