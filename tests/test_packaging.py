@@ -37,6 +37,13 @@ def test_one_version_number():
     assert importlib.metadata.version("nbprop") == nbprop.__version__
 
 
+def test_every_package_directory_is_listed():
+    """A wheel holds only the listed packages; an editable install would hide a missing one."""
+    found = {".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "nbprop").rglob("__init__.py")}
+    found.add("nbprop.kernels")  # kernels/, installed under that name (package-dir)
+    assert set(PYPROJECT["tool"]["setuptools"]["packages"]) == found
+
+
 def test_classifiers_name_the_supported_pythons():
     classifiers = PYPROJECT["project"]["classifiers"]
     minimum = PYPROJECT["project"]["requires-python"].removeprefix(">=")
