@@ -143,6 +143,35 @@ def test_parameters_on_new_arrays_are_captured_again_and_reset_forgets_plans():
     assert _linear_training(True, replace_at=6)[0] == eager
 
 
+def test_a_compiled_function_inside_a_captured_step_and_a_custom_optimizer_step_replay_right():
+    class HalvingSGD(optim.SGD):
+        """An optimizer whose own step() reads Python state that changes: it must rerun on each replay."""
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                group["lr"] /= 2
+            return super().step(closure)
+
+    def run(compiled):
+        nbprop.manual_seed(0)
+        model = nn.Linear(3, 1)
+        optimizer = HalvingSGD(model.parameters(), lr=1.0)
+        inner = nbprop.compile(lambda x: (model(x) ** 2).mean()) if compiled else (lambda x: (model(x) ** 2).mean())
+
+        def step(x):
+            optimizer.zero_grad()
+            loss = inner(x)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        step = nbprop.compile(step, fullgraph=True) if compiled else step
+        return [step(x).item() for x in nbprop.randn(8, 4, 3)], optimizer.param_groups[0]["lr"]
+
+    assert run(True) == run(False)
+    assert run(True)[1] == 2.0 ** -8
+
+
 # ------------------------------------------------------------------------------------ capture errors
 
 

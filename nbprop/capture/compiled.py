@@ -102,6 +102,8 @@ class CompiledStep:
         self._entries.clear()
 
     def __call__(self, *arguments, **keywords):
+        if state.recorder is not None:  # called inside another step's capture: that capture records it
+            return self.function(*arguments, **keywords)
         key = _signature(arguments, keywords, self.__name__)
         entry = self._entries.get(key)
         if entry is None:

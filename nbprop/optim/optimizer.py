@@ -9,6 +9,8 @@ A group's `lr` may be a float or a schedule (a callable step -> learning rate): 
 at the number of steps the group has already taken (the largest 'step' of its parameters, from 0).
 """
 
+import operator
+
 import numpy as np
 
 from nbprop.backend import DEVICES, HOST
@@ -168,7 +170,7 @@ class Optimizer:
                 return self._buckets[group_index]
             count += len(bucket.params)
         params = group["params"]
-        if count != len(params) or any(p is not q for p, q in zip(params, self._ordered(buckets))):
+        if count != len(params) or not all(map(operator.is_, params, self._ordered(buckets))):
             self._flatten(group_index)
             return self._buckets[group_index]
         return buckets
@@ -246,11 +248,17 @@ class Optimizer:
             for bucket in buckets:
                 if not bucket.gather_grads(name):
                     continue
-                fresh = bucket.active & ~bucket.initialized
-                if fresh.any():
+                if bucket.started:
+                    fresh = bucket.none_fresh
+                else:
+                    fresh = bucket.active & ~bucket.initialized
                     for index in fresh.nonzero()[0]:
                         self._start(bucket, index, group)
-                bucket.steps[bucket.active] += 1.0
+                    bucket.started = bool(bucket.initialized.all())
+                if bucket.all_active:
+                    bucket.steps += 1.0
+                else:
+                    bucket.steps[bucket.active] += 1.0
                 self._update(group, bucket, float(lr), fresh)
                 bucket.bump_versions()
         return loss
