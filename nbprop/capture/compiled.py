@@ -10,16 +10,15 @@ replay calls them again in Python, so learning-rate schedules and step counts mo
 """
 
 import collections
-import contextlib
 import functools
 import threading
 import warnings
 
 from nbprop import grad_mode
-from nbprop.backend import DEVICES, HOST, CpuDevice
+from nbprop.backend import DEVICES, HOST
 from nbprop.capture import state
 from nbprop.capture.plan import Plan
-from nbprop.capture.recording import CaptureError, Recorder, RecordingCpuDevice, root_of
+from nbprop.capture.recording import CaptureError, Recorder, recording, root_of
 from nbprop.tensor import Tensor
 
 # Plans kept per compiled function (least recently used first out), as torch.compile's cache_size_limit.
@@ -47,26 +46,25 @@ def _signature(arguments, keywords, name):
     return tuple(key)
 
 
-def _output_copy(value):
-    """What a replay returns for an output of the captured step: a copy of each tensor (the plan rewrites its
-    buffers on the next replay), other values as they were."""
+def _map_tensors(value, function):
+    """`value` with `function` applied to each tensor in it, through tuples (named ones too), lists and dicts."""
     if isinstance(value, Tensor):
-        return Tensor._make(DEVICES[value.device].copy(value._data), None, value.device)
+        return function(value)
     if isinstance(value, (tuple, list)):
-        return type(value)(_output_copy(item) for item in value)
+        items = [_map_tensors(item, function) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
     if isinstance(value, dict):
-        return {key: _output_copy(item) for key, item in value.items()}
+        return {key: _map_tensors(item, function) for key, item in value.items()}
     return value
 
 
-def _detached(value):
-    if isinstance(value, Tensor):
-        return Tensor._make(value._data, None, value.device)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_detached(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _detached(item) for key, item in value.items()}
-    return value
+def _copied(tensor):
+    """A replay's output: a copy, since the plan rewrites its buffers on the next replay."""
+    return Tensor._make(DEVICES[tensor.device].copy(tensor._data), None, tensor.device)
+
+
+def _detached(tensor):
+    return Tensor._make(tensor._data, None, tensor.device)
 
 
 class _Entry:
@@ -125,7 +123,7 @@ class CompiledStep:
             if slot is not None:
                 DEVICES[value.device].copy_into(slot, value._data)
         entry.plan.replay()
-        return _output_copy(entry.outputs)
+        return _map_tensors(entry.outputs, _copied)
 
     def _capture(self, entry, arguments, keywords):
         ordered = [*arguments, *(keywords[name] for name in sorted(keywords))]
@@ -141,7 +139,7 @@ class CompiledStep:
         copies = {id(value): Tensor._make(DEVICES[HOST].copy(value._data), None, HOST)
                   for value in ordered if isinstance(value, Tensor)}
         recorder = Recorder()
-        with _capture_lock, _recording(recorder):
+        with _capture_lock, recording(recorder):
             result = self.function(*[copies.get(id(value), value) for value in arguments],
                                    **{name: copies.get(id(value), value) for name, value in keywords.items()})
         entry.calls += 1
@@ -164,25 +162,9 @@ class CompiledStep:
         if stable:  # else an optimizer built its buffers during the step: capture again on the next call
             entry.leaves = tuple(recorder.leaves.values())
             entry.inputs = tuple(copies[id(value)]._data if isinstance(value, Tensor) else None for value in ordered)
-            entry.outputs = _detached(result)
+            entry.outputs = _map_tensors(result, _detached)
             entry.plan = Plan(recorder)
         return result
-
-
-@contextlib.contextmanager
-def _recording(recorder):
-    """Make the CPU device object record into `recorder` (its class and kernel table swapped), then restore it."""
-    device = DEVICES[HOST]
-    device._plain_kernels, device._kernels = device._kernels, {}
-    device.__class__ = RecordingCpuDevice
-    state.recorder = recorder
-    try:
-        yield
-    finally:
-        state.recorder = None
-        device.__class__ = CpuDevice
-        device._kernels = device._plain_kernels
-        del device._plain_kernels
 
 
 def compile(function=None, *, fullgraph=False, disable=False):  # noqa: A001 - torch.compile's name

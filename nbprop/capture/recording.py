@@ -7,13 +7,14 @@ views are not calls (a plan rebuilds them from their base array). Arrays the ste
 `produced`: their memory belongs to the plan, which may reuse it between arrays whose lives do not overlap.
 """
 
+import contextlib
 import functools
 import operator
 import sys
 
 import numpy as np
 
-from nbprop.backend import PARALLEL_THRESHOLD, CpuDevice
+from nbprop.backend import DEVICES, HOST, PARALLEL_THRESHOLD, CpuDevice
 from nbprop.capture import state
 from nbprop.kernels._jit import ParallelKernel
 
@@ -298,6 +299,22 @@ class RecordingCpuDevice(CpuDevice):
     def concatenate_into(self, arrays, out):
         CpuDevice.concatenate_into(arrays, out)
         state.recorder.record(CpuDevice.concatenate_into, (tuple(arrays), out))
+
+
+@contextlib.contextmanager
+def recording(recorder):
+    """Make the CPU device object record into `recorder` (its class and kernel table swapped), then restore it."""
+    device = DEVICES[HOST]
+    device._plain_kernels, device._kernels = device._kernels, {}
+    device.__class__ = RecordingCpuDevice
+    state.recorder = recorder
+    try:
+        yield
+    finally:
+        state.recorder = None
+        device.__class__ = CpuDevice
+        device._kernels = device._plain_kernels
+        del device._plain_kernels
 
 
 # CpuDevice's methods the recording device inherits: views and metadata, and `map`, which launches through the
