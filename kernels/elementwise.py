@@ -33,7 +33,7 @@ def absolute_value(x):
 @scalar_function
 def natural_log(x):
     """ln x (-inf at 0, NaN below)."""
-    return math.log(x)
+    return scalar.log(x)
 
 
 @scalar_function
@@ -60,7 +60,7 @@ def cosine(x):
 
 @scalar_function
 def hyperbolic_tangent(x):
-    return math.tanh(x)
+    return scalar.tanh(x)
 
 
 @scalar_function

@@ -1,5 +1,6 @@
-"""scalar.exp, the vectorisable exponential: accuracy against NumPy over the whole domain, NumPy's edge cases,
-serial and threaded loops alike, and proof from the machine code that a loop calling it is vectorised."""
+"""scalar.exp, the vectorisable exponential (and the float32 tanh, log and sigmoid built like it): accuracy
+against NumPy over the whole domain, NumPy's edge cases, serial and threaded loops alike, and proof from the
+machine code that a loop calling them is vectorised."""
 
 import math
 import re
@@ -227,19 +228,123 @@ from nbprop.kernels import elementwise
 
 rng = np.random.default_rng(11)
 results = []
-for dtype, low, high in ((np.float32, -110.0, 95.0), (np.float64, -760.0, 720.0)):
-    x = rng.uniform(low, high, (300, 301)).astype(dtype)
-    serial, parallel = np.empty_like(x), np.empty_like(x)
-    elementwise.exp.serial(x, serial)
-    elementwise.exp.parallel(x, parallel)
-    results += [serial.astype(np.float64), parallel.astype(np.float64)]
+for kernel in (elementwise.exp, elementwise.tanh, elementwise.log, elementwise.sigmoid):
+    for dtype, low, high in ((np.float32, -110.0, 95.0), (np.float64, -760.0, 720.0)):
+        x = rng.uniform(low, high, (300, 301)).astype(dtype)
+        if kernel is elementwise.log:
+            x = np.abs(x) * np.array(1e-37, dtype)  # subnormal and normal inputs
+        serial, parallel = np.empty_like(x), np.empty_like(x)
+        kernel.serial(x, serial)
+        kernel.parallel(x, parallel)
+        results += [serial.astype(np.float64), parallel.astype(np.float64)]
 np.save(sys.argv[1], np.stack(results))
 '''
 
 
 def test_exp_kernels_from_the_cache_compute_the_same_bits_as_freshly_compiled(tmp_path):
-    """The intrinsics and the dtype overload behind scalar.exp survive Numba's on-disk cache unchanged."""
+    """The intrinsics and the dtype overloads behind scalar.exp, tanh, log and sigmoid survive Numba's on-disk
+    cache unchanged, and their serial and threaded variants agree bit for bit."""
     fresh, cached = fresh_and_cached_results(tmp_path, _CACHE_PROBE)
     np.testing.assert_array_equal(fresh, cached)
-    np.testing.assert_array_equal(cached[0], cached[1])  # float32: serial equals parallel
-    np.testing.assert_array_equal(cached[2], cached[3])  # float64
+    for serial, parallel in zip(cached[0::2], cached[1::2]):  # (kernel, dtype) pairs in the probe's order
+        np.testing.assert_array_equal(serial, parallel)
+
+
+# ------------------------------------------------------------------ float32 tanh, log and sigmoid (and exp)
+# Max ulp from the correctly rounded float32 value (the float64 function rounded once), measured: tanh 1
+# (libm's tanhf here: 2), log 1 (libm's logf: 1), sigmoid 1, exp 1.
+FLOAT32_KERNELS = {
+    "exp": (elementwise.exp, np.exp, 1),
+    "tanh": (elementwise.tanh, np.tanh, 1),
+    "log": (elementwise.log, np.log, 1),
+    "sigmoid": (elementwise.sigmoid, lambda x: 1 / (1 + np.exp(-x)), 1),
+}
+FLOAT32_EDGES = {
+    "exp": [88.0, -88.0, 88.72283172607422, 88.72284, -103.9, -104.0, 89.0, -1000.0, 1000.0],
+    "tanh": [1000.0, -1000.0, 9.0, -9.0, 0.625, -0.625, np.nextafter(np.float32(0.625), np.float32(0)), 1e-30,
+             -1e-30, 1e-45, -1e-45, 2e-4, -2e-4],
+    "log": [1e-45, 3e-45, 1e-40, 1.1754942e-38, 1.1754944e-38, 1e-30, 0.70710677, 0.70710683, 1.4142135,
+            1.0000001, 0.99999994, 3.4028235e38, -1e-45, -1.0, -1000.0],
+    "sigmoid": [1000.0, -1000.0, 88.0, -88.0, -103.0, -104.0, 17.0, -17.0, 1e-30, -1e-30],
+}
+SPECIALS = [0.0, -0.0, math.inf, -math.inf, math.nan, -math.nan]
+
+
+def float32_cases(name):
+    """Random bit patterns of finite floats, a uniform draw over the interesting range, a dense grid over
+    [-1, 1] (tanh's and log's switch points are near), the edges listed above and inf, NaN and zeros."""
+    rng = np.random.default_rng(20261126)
+    bits = rng.integers(np.iinfo(np.int32).min, np.iinfo(np.int32).max, 400_000, dtype=np.int32, endpoint=True)
+    patterns = bits.view(np.float32)
+    low, high = {"exp": (-106, 90), "tanh": (-12, 12), "log": (0, 20), "sigmoid": (-106, 30)}[name]
+    parts = [patterns[np.isfinite(patterns)], rng.uniform(low, high, 300_000).astype(np.float32),
+             np.linspace(-1, 1, 200_001, dtype=np.float32), np.array(FLOAT32_EDGES[name] + SPECIALS, np.float32)]
+    if name == "log":  # every binade, subnormals included, and around 1
+        parts += [np.abs(parts[0]), np.linspace(0.5, 2, 200_001, dtype=np.float32),
+                  neighbours(1.0, np.float32, 20_000), neighbours(np.finfo(np.float32).tiny, np.float32, 20_000)]
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("name", FLOAT32_KERNELS)
+def test_float32_kernels_are_within_1_ulp_of_the_correctly_rounded_value(name):
+    kernel, function, allowed = FLOAT32_KERNELS[name]
+    x = float32_cases(name)
+    with np.errstate(all="ignore"):
+        expected = function(x.astype(np.float64)).astype(np.float32)
+    out = np.empty_like(x)
+    kernel.serial(x[None], out[None])
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected), err_msg=f"{name}: NaN unlike NumPy")
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(expected), err_msg=f"{name}: inf unlike NumPy")
+    finite = np.isfinite(expected)
+    # Signed distance in representable numbers (ulp_distance orders non-negative floats only).
+    ordered = [np.where(a < 0, np.int64(np.iinfo(np.int32).min) - a, a)
+               for a in (out[finite].view(np.int32).astype(np.int64), expected[finite].view(np.int32).astype(np.int64))]
+    distance = np.abs(ordered[0] - ordered[1])
+    worst = int(np.argmax(distance))
+    assert distance[worst] <= allowed, (
+        f"{name} float32: {distance[worst]} ulp at x = {x[finite][worst]!r}: got {out[finite][worst]!r}, "
+        f"expected {expected[finite][worst]!r}"
+    )
+    signs = np.signbit(out[finite & (expected == 0)]) == np.signbit(expected[finite & (expected == 0)])
+    assert signs.all(), f"{name}: the sign of a zero result differs from NumPy's"
+
+
+def test_float32_edge_values_exactly():
+    x = np.array([1000.0, -1000.0, math.inf, -math.inf, -0.0, 0.0, math.nan], np.float32)
+    out = np.empty_like(x)
+    elementwise.tanh.serial(x[None], out[None])
+    assert out[:4].tolist() == [1.0, -1.0, 1.0, -1.0] and np.signbit(out[4]) and out[5] == 0 and np.isnan(out[6])
+    elementwise.sigmoid.serial(x[None], out[None])
+    assert out[:6].tolist() == [1.0, 0.0, 1.0, 0.0, 0.5, 0.5] and np.isnan(out[6])
+    x = np.array([0.0, -0.0, -1e-45, -1.0, -math.inf, math.inf, math.nan, 1e-45, 1.0, 88.0], np.float32)
+    out = np.empty_like(x)
+    elementwise.log.serial(x[None], out[None])
+    assert out[:2].tolist() == [-math.inf, -math.inf] and np.isnan(out[2:5]).all() and out[5] == math.inf
+    assert np.isnan(out[6]) and out[7] == np.float32(np.log(np.float64(x[7]))) and out[8] == 0.0
+    elementwise.exp.serial(np.array([[88.0, -88.0, 88.8, -104.0]], np.float32), out[None, :4])
+    assert out[0] == np.float32(np.exp(88.0)) and out[1] == np.float32(np.exp(-88.0))
+    assert out[2] == math.inf and out[3] == 0.0
+
+
+@pytest.mark.parametrize("name", ["tanh", "log"])
+def test_float64_tanh_and_log_stay_libm(name):
+    """float64 is the dtype of gradient checks: it keeps libm's tanh and log, bit for bit."""
+    kernel = FLOAT32_KERNELS[name][0]
+    x = np.random.default_rng(3).uniform(1e-3, 20, 10_001) * (-1.0 if name == "tanh" else 1.0)
+    out = np.empty_like(x)
+    kernel.serial(x[None], out[None])
+    np.testing.assert_array_equal(out, [getattr(math, name)(value) for value in x])
+
+
+@pytest.mark.parametrize("name", ["tanh", "log", "sigmoid"])
+def test_a_float32_loop_over_tanh_log_or_sigmoid_is_vectorised(name):
+    """Packed FMAs and no libm call (tanhf, logf, expf) in the float32 kernel's serial loop."""
+    kernel = FLOAT32_KERNELS[name][0]
+    array = float32[:, ::1]
+    loop = njit(**dict(OPTIONS, cache=False))(kernel.serial.py_func)
+    loop.compile((array, array))
+    assembly = loop.inspect_asm((array, array))
+    assert len(PACKED_FMA.findall(assembly)) >= 5, f"the float32 {name} loop is not vectorised"
+    calls = re.findall(r"[$*\s](?:__)?(?:tanhf?|logf?|expf?)\b", assembly)
+    assert not calls, f"the float32 {name} loop calls libm: {calls[:3]}"
