@@ -179,3 +179,72 @@ def test_deterministic_including_parallel_variant():
     result = matmul(nbprop.tensor(integers_a), nbprop.tensor(integers_b)).numpy()
     np.testing.assert_array_equal(result, integers_a @ integers_b)
     np.testing.assert_array_equal(result, matmul(nbprop.tensor(integers_a), nbprop.tensor(integers_b)).numpy())
+
+
+# (batch, n, k, m): one block per matrix; row blocks of 32 (k * m = 8,192); rows too long for blocks (whole
+# products); float32 rows not a multiple of the block.
+BATCHED_KERNEL_SHAPES = [(3, 5, 4, 6), (6, 128, 64, 128), (2, 20, 300, 1000), (4, 70, 64, 128)]
+
+
+@pytest.mark.parametrize("shape", BATCHED_KERNEL_SHAPES)
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batched_kernels_serial_and_parallel_agree_bit_for_bit(shape, transpose_a, transpose_b, dtype):
+    """The batched kernels cut each product into blocks of rows, the same blocks in both variants."""
+    from nbprop.kernels import matmul as kernels
+
+    batch, rows, inner, columns = shape
+    rng = np.random.default_rng(7)
+    a = rng.standard_normal((batch, inner, rows) if transpose_a else (batch, rows, inner)).astype(dtype)
+    b = rng.standard_normal((batch - 1, columns, inner) if transpose_b else (batch - 1, inner, columns)).astype(dtype)
+    a_index = np.arange(batch, dtype=np.int64)
+    b_index = np.arange(batch, dtype=np.int64) % (batch - 1)  # a broadcast-like reuse of b's matrices
+    left = a.transpose(0, 2, 1) if transpose_a else a
+    right = (b.transpose(0, 2, 1) if transpose_b else b)[b_index]
+    expected = np.matmul(left.astype(np.float64), right.astype(np.float64))
+    tolerance = 1e-3 if dtype == np.float32 else 1e-10
+    products = []
+    for variant in ("serial", "parallel"):
+        out = np.full((batch, rows, columns), np.nan, dtype)
+        getattr(kernels.matmul_batched, variant)(a, b, a_index, b_index, transpose_a, transpose_b, out)
+        products.append(out)
+    np.testing.assert_array_equal(products[0], products[1])
+    np.testing.assert_allclose(products[0], expected, rtol=tolerance, atol=tolerance)
+    out_index = np.arange(batch, dtype=np.int64) % 2  # entries summed back into two targets, in order
+    sums = []
+    for variant in ("serial", "parallel"):
+        out = np.full((2, rows, columns), np.nan, dtype)
+        getattr(kernels.matmul_batched_sum, variant)(a, b, a_index, b_index, out_index, transpose_a, transpose_b,
+                                                     np.empty((rows, columns), dtype), out)
+        sums.append(out)
+    np.testing.assert_array_equal(sums[0], sums[1])
+    np.testing.assert_allclose(sums[0], np.stack([expected[0::2].sum(0), expected[1::2].sum(0)]),
+                               rtol=tolerance, atol=10 * tolerance)
+
+
+def test_block_rows_keep_every_product_on_one_blas_thread():
+    from nbprop.kernels.matmul import SINGLE_THREAD_PRODUCT, block_rows
+
+    assert block_rows(64, 128, 128) == 32 and 32 * 64 * 128 <= SINGLE_THREAD_PRODUCT
+    assert block_rows(4, 6, 5) == 5  # a small product is one block
+    assert block_rows(1024, 1024, 1024) == 0  # one multithreaded BLAS call per matrix
+    assert block_rows(8, 8, 3) == 3
+
+
+@pytest.mark.torch
+def test_bmm_forward_backward_in_row_blocks_matches_torch():
+    """The attention-sized bmm, whose products and gradients run in row blocks, against PyTorch."""
+    import torch
+
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((6, 128, 64)), rng.standard_normal((6, 64, 128))
+    grad = rng.standard_normal((6, 128, 128))
+    ours_a, ours_b = leaf(a), leaf(b)
+    result = bmm(ours_a, ours_b)
+    result.backward(nbprop.tensor(grad))
+    torch_a, torch_b = to_torch(ours_a), to_torch(ours_b)
+    expected = torch.bmm(torch_a, torch_b)
+    expected.backward(torch.from_numpy(grad))
+    assert_close(result, expected.detach().numpy(), rtol=1e-10, atol=1e-10)
+    assert_close(ours_a.grad, torch_a.grad.numpy(), rtol=1e-10, atol=1e-10)
+    assert_close(ours_b.grad, torch_b.grad.numpy(), rtol=1e-10, atol=1e-10)

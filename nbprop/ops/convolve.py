@@ -13,6 +13,7 @@ import functools
 import numpy as np
 
 from nbprop.backend import DEVICES
+from nbprop.ops.matmul import batched_product_work
 
 
 class Geometry:
@@ -88,7 +89,8 @@ def convolve(device, image, weight, geometry):
         # The image is its own im2col matrix: one product per batch entry and group, written in place.
         group_index, index = _product_indices(device.name, batch * groups, groups)
         device.call("matmul_batched", weights, device.reshape(image, (batch * groups, columns_count, positions)),
-                    group_index, index, False, False, device.reshape(out, (batch * groups, rows, positions)))
+                    group_index, index, False, False, device.reshape(out, (batch * groups, rows, positions)),
+                    work=batched_product_work(batch * groups, rows, positions, columns_count))
     else:
         device.call("conv_forward_gemm", image, weights, *geometry.kernel, *geometry.steps,
                     _columns(device, geometry, image.dtype), _grouped(device, out, geometry))
@@ -108,7 +110,8 @@ def convolve_input_grad(device, grad, weight, geometry):
     elif geometry.pointwise:
         group_index, index = _product_indices(device.name, batch * groups, groups)
         device.call("matmul_batched", weights, device.reshape(grad, (batch * groups, rows, positions)), group_index,
-                    index, True, False, device.reshape(out, (batch * groups, columns_count, positions)))
+                    index, True, False, device.reshape(out, (batch * groups, columns_count, positions)),
+                    work=batched_product_work(batch * groups, columns_count, positions, rows))
     else:
         device.call("conv_input_grad_gemm", _grouped(device, grad, geometry), weights, *geometry.kernel,
                     *geometry.steps, _columns(device, geometry, grad.dtype), out)
@@ -129,7 +132,8 @@ def convolve_weight_grad(device, image, grad, geometry):
         group_index, index = _product_indices(device.name, batch * groups, groups)
         device.call("matmul_batched_sum", device.reshape(grad, (batch * groups, rows, positions)),
                     device.reshape(image, (batch * groups, columns_count, positions)), index, index, group_index,
-                    False, True, device.empty((rows, columns_count), grad.dtype), weights)
+                    False, True, device.empty((rows, columns_count), grad.dtype), weights,
+                    work=batched_product_work(batch * groups, rows, columns_count, positions))
     else:
         device.call("conv_weight_grad_gemm", image, _grouped(device, grad, geometry), *geometry.kernel,
                     *geometry.steps, _columns(device, geometry, grad.dtype),

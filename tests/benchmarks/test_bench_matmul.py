@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python -m tests.benchmarks.run -k matmul (or pytest with --benchmark-enable).
 Workloads: an MLP layer's product 128x784 @ 784x512 (forward, and forward + backward into both operands),
-the square 1024^3 product, and a batched product 64 x (128x64 @ 64x128) as in attention. Each declares
+the square 1024^3 product, and a batched product 64 x (128x64 @ 64x128) as in attention (forward, and
+torch.bmm forward + backward into both operands, the three batched products attention runs). Each declares
 its floating-point operations (2 m k n per product), so the report's GFLOP/s reads against the SGEMM
 ceiling measured in the same run.
 """
@@ -19,7 +20,7 @@ PRODUCTS = {
     "batched 64 x (128x64 @ 64x128)": ((64, 128, 64), (64, 64, 128)),
 }
 BACKWARD = "128x784 @ 784x512"
-
+BATCHED = "batched 64 x (128x64 @ 64x128)"
 
 
 def _flops(left_shape, right_shape):
@@ -79,6 +80,12 @@ def _framework_step(first, second, grad_output):
     return first.grad, second.grad
 
 
+def _bmm_step(framework, first, second, grad_output):
+    first.grad = second.grad = None
+    framework.bmm(first, second).backward(grad_output)
+    return first.grad, second.grad
+
+
 def _check_gradients(gradients, left, right, grad_output):
     np.testing.assert_allclose(gradients[0], grad_output @ right.T, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(gradients[1], left.T @ grad_output, rtol=1e-3, atol=1e-3)
@@ -111,3 +118,45 @@ def test_matmul_backward_numpy(benchmark):
         return grad_output @ right.T, left.T @ grad_output
 
     _check_gradients(benchmark(step), left, right, grad_output)
+
+
+def _declare_bmm_backward(benchmark):
+    benchmark.group = f"bmm {BATCHED} float32, forward + backward"
+    benchmark.extra_info["flops"] = 3 * _flops(*PRODUCTS[BATCHED])
+    left, right = _operands(BATCHED)
+    grad_output = np.random.default_rng(1).standard_normal(left.shape[:2] + right.shape[2:], dtype=np.float32)
+    return left, right, grad_output
+
+
+def _check_bmm_gradients(gradients, left, right, grad_output):
+    np.testing.assert_allclose(gradients[0], grad_output @ right.transpose(0, 2, 1), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(gradients[1], left.transpose(0, 2, 1) @ grad_output, rtol=1e-3, atol=1e-3)
+
+
+def test_bmm_backward_nbprop(benchmark):
+    left, right, grad_output = _declare_bmm_backward(benchmark)
+    first = nbprop.tensor(left, requires_grad=True)
+    second = nbprop.tensor(right, requires_grad=True)
+    arguments = (nbprop, first, second, nbprop.from_numpy(grad_output))
+    _bmm_step(*arguments)  # compile (or load from the cache) before timing
+    gradients = benchmark(_bmm_step, *arguments)
+    _check_bmm_gradients([gradient.numpy() for gradient in gradients], left, right, grad_output)
+
+
+@pytest.mark.torch
+def test_bmm_backward_torch(benchmark, torch):
+    left, right, grad_output = _declare_bmm_backward(benchmark)
+    first = torch.tensor(left, requires_grad=True)
+    second = torch.tensor(right, requires_grad=True)
+    gradients = benchmark(_bmm_step, torch, first, second, torch.from_numpy(grad_output))
+    _check_bmm_gradients([gradient.numpy() for gradient in gradients], left, right, grad_output)
+
+
+def test_bmm_backward_numpy(benchmark):
+    left, right, grad_output = _declare_bmm_backward(benchmark)
+
+    def step():
+        np.matmul(left, right)
+        return grad_output @ right.transpose(0, 2, 1), left.transpose(0, 2, 1) @ grad_output
+
+    _check_bmm_gradients(benchmark(step), left, right, grad_output)
