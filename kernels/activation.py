@@ -13,7 +13,6 @@ from numba import prange
 from nbprop.kernels import scalar
 from nbprop.kernels._jit import parallel_cpu_kernel, scalar_function
 
-SQRT_HALF = 0.7071067811865476  # 1 / sqrt(2)
 INVERSE_SQRT_TWO_PI = 0.3989422804014327  # 1 / sqrt(2 pi), the standard normal density at 0
 SQRT_TWO_OVER_PI = 0.7978845608028654  # sqrt(2 / pi), the scale inside GELU's tanh approximation
 GELU_CUBIC = 0.044715
@@ -39,14 +38,17 @@ def elu_derivative(x, alpha, scale, input_scale):
 
 @scalar_function
 def gelu_value(x):
-    """x * Phi(x) with Phi(x) = erfc(-x / sqrt 2) / 2: erfc keeps the left tail's tiny values exact."""
-    return 0.5 * x * math.erfc(-x * SQRT_HALF)
+    """x * Phi(x) with Phi(x) = erfc(-x / sqrt 2) / 2: erfc keeps the left tail's tiny values exact (float32:
+    vectorised arithmetic, float64: libm; see scalar.normal_terms)."""
+    twice_cdf, _ = scalar.normal_terms(x)
+    return 0.5 * x * twice_cdf
 
 
 @scalar_function
 def gelu_derivative(x):
-    """Phi(x) + x * phi(x), phi the standard normal density."""
-    return 0.5 * math.erfc(-x * SQRT_HALF) + x * INVERSE_SQRT_TWO_PI * scalar.exp(-0.5 * x * x)
+    """Phi(x) + x * phi(x), phi(x) = e^(-x^2 / 2) / sqrt(2 pi) the standard normal density."""
+    twice_cdf, gaussian = scalar.normal_terms(x)
+    return 0.5 * twice_cdf + x * INVERSE_SQRT_TWO_PI * gaussian
 
 
 @scalar_function
