@@ -10,7 +10,7 @@ import math
 
 from numba import prange
 
-from nbprop.kernels import scalar
+from nbprop.kernels import scalar, scalar_special
 from nbprop.kernels._jit import parallel_cpu_kernel, scalar_function
 
 INVERSE_SQRT_TWO_PI = 0.3989422804014327  # 1 / sqrt(2 pi), the standard normal density at 0
@@ -39,15 +39,15 @@ def elu_derivative(x, alpha, scale, input_scale):
 @scalar_function
 def gelu_value(x):
     """x * Phi(x) with Phi(x) = erfc(-x / sqrt 2) / 2: erfc keeps the left tail's tiny values exact (float32:
-    vectorised arithmetic, float64: libm; see scalar.normal_terms)."""
-    twice_cdf, _ = scalar.normal_terms(x)
+    vectorised arithmetic, float64: libm; see scalar_special.normal_terms)."""
+    twice_cdf, _ = scalar_special.normal_terms(x)
     return 0.5 * x * twice_cdf
 
 
 @scalar_function
 def gelu_derivative(x):
     """Phi(x) + x * phi(x), phi(x) = e^(-x^2 / 2) / sqrt(2 pi) the standard normal density."""
-    twice_cdf, gaussian = scalar.normal_terms(x)
+    twice_cdf, gaussian = scalar_special.normal_terms(x)
     return 0.5 * twice_cdf + x * INVERSE_SQRT_TWO_PI * gaussian
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
 
-from nbprop.kernels import scalar
+from nbprop.kernels import scalar, scalar_special
 from nbprop.kernels._jit import scalar_function
 from nbprop.kernels.elementwise_map import map_kernel
 
@@ -72,7 +72,7 @@ def rectified(x):
 @scalar_function
 def error_function(x):
     """erf x (float32: vectorised arithmetic within 1 ulp; float64: libm)."""
-    return scalar.erf(x)
+    return scalar_special.erf(x)
 
 
 @scalar_function

@@ -3,10 +3,9 @@
 import math
 
 import numpy as np
-from numba import types
-from numba.extending import intrinsic, overload
 
 from nbprop.kernels._jit import scalar_function
+from nbprop.kernels.scalar_bits import bits_from_float, float_from_bits, overload_by_dtype, select
 
 # ------------------------------------------------------------------------------------------ exponential
 # math.exp becomes one libm call per element: LLVM vectorises the loop, then the x86 backend splits every
@@ -58,63 +57,10 @@ HALF_32 = np.float32(0.5)
 ONE_32 = np.float32(1.0)
 
 
-@intrinsic
-def _float_from_bits(typingctx, bits):
-    """The float whose IEEE 754 bits are `bits`: int64 -> float64, int32 -> float32 (a plain bitcast,
-    which vectorises; Numba has no scalar bitcast of its own)."""
-    if bits == types.int64:
-        result_type = types.float64
-    elif bits == types.int32:
-        result_type = types.float32
-    else:
-        return None
-
-    def codegen(context, builder, signature, arguments):
-        return builder.bitcast(arguments[0], context.get_value_type(signature.return_type))
-
-    return result_type(bits), codegen
-
-
-@intrinsic
-def _bits_from_float(typingctx, value):
-    """The IEEE 754 bits of `value`: float32 -> int32, float64 -> int64 (a bitcast, the inverse of the above)."""
-    if value == types.float32:
-        result_type = types.int32
-    elif value == types.float64:
-        result_type = types.int64
-    else:
-        return None
-
-    def codegen(context, builder, signature, arguments):
-        return builder.bitcast(arguments[0], context.get_value_type(signature.return_type))
-
-    return result_type(value), codegen
-
-
-@intrinsic
-def _select(typingctx, condition, if_true, if_false):
-    """`if_true if condition else if_false` as one LLVM select, no branch in Numba's IR. (A conditional
-    expression vectorises too, but inlined twice into one function through the overload below, its phi
-    variables make Numba warn: NumbaIRAssumptionWarning, variable not in scope.)"""
-    if not isinstance(condition, types.Boolean):
-        return None
-    result_type = typingctx.unify_types(if_true, if_false)
-    if result_type is None:
-        return None
-
-    def codegen(context, builder, signature, arguments):
-        truth = context.cast(builder, arguments[0], signature.args[0], types.boolean)
-        chosen_true = context.cast(builder, arguments[1], signature.args[1], result_type)
-        chosen_false = context.cast(builder, arguments[2], signature.args[2], result_type)
-        return builder.select(truth, chosen_true, chosen_false)
-
-    return result_type(condition, if_true, if_false), codegen
-
-
 def _exp_float64(x):
     """e ** x in float64 (see the notes above)."""
-    clamped = _select(x > EXP_LOW, x, EXP_LOW)  # NaN and -inf too: the loop stays finite, NaN is put back last
-    clamped = _select(clamped < EXP_HIGH, clamped, EXP_HIGH)
+    clamped = select(x > EXP_LOW, x, EXP_LOW)  # NaN and -inf too: the loop stays finite, NaN is put back last
+    clamped = select(clamped < EXP_HIGH, clamped, EXP_HIGH)
     scaled = clamped * LOG2_E
     # n = round(scaled), so that |r| <= ln2/2: scaled + EXP_SHIFT is positive, so truncating it floors.
     n = int(scaled + (EXP_SHIFT + 0.5)) - EXP_SHIFT
@@ -133,18 +79,18 @@ def _exp_float64(x):
     p = p * r + 1.0
     p = p * r + 1.0
     half_n = n >> 1
-    first_scale = _float_from_bits((n - half_n + 1023) << 52)
-    second_scale = _float_from_bits((half_n + 1023) << 52)
+    first_scale = float_from_bits((n - half_n + 1023) << 52)
+    second_scale = float_from_bits((half_n + 1023) << 52)
     # Above EXP_OVERFLOW the product overflows to inf by itself (e^x is then beyond the largest float by far
     # more than an ulp), so no select is spent on it.
     result = (p * first_scale) * second_scale
-    return _select(x != x, x, result)
+    return select(x != x, x, result)
 
 
 def _exp_float32(x):
     """e ** x in float32 arithmetic (see the notes above)."""
-    clamped = _select(x > EXP_LOW_32, x, EXP_LOW_32)
-    clamped = _select(clamped < EXP_HIGH_32, clamped, EXP_HIGH_32)
+    clamped = select(x > EXP_LOW_32, x, EXP_LOW_32)
+    clamped = select(clamped < EXP_HIGH_32, clamped, EXP_HIGH_32)
     scaled = clamped * LOG2_E_32
     shifted = np.int32(scaled + (EXP_SHIFT_32 + HALF_32))  # round(scaled) + EXP_SHIFT_32, as above
     n_float = np.float32(shifted) - EXP_SHIFT_32
@@ -158,10 +104,10 @@ def _exp_float32(x):
     p = p * r + ONE_32
     p = p * r + ONE_32
     half_n = n >> 1
-    first_scale = _float_from_bits(np.int32((n - half_n + 127) << 23))
-    second_scale = _float_from_bits(np.int32((half_n + 127) << 23))
+    first_scale = float_from_bits(np.int32((n - half_n + 127) << 23))
+    second_scale = float_from_bits(np.int32((half_n + 127) << 23))
     result = (p * first_scale) * second_scale  # inf above EXP_OVERFLOW_32, as in float64
-    return _select(x != x, x, result)
+    return select(x != x, x, result)
 
 
 def _exp_in_dtype(x):
@@ -170,13 +116,7 @@ def _exp_in_dtype(x):
     return np.exp(x)
 
 
-@overload(_exp_in_dtype, inline="always")
-def _exp_in_dtype_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return _exp_float32
-    if isinstance(x, (types.Float, types.Integer, types.Boolean)):
-        return _exp_float64
-    return None
+overload_by_dtype(_exp_in_dtype, _exp_float32, _exp_float64)
 
 
 @scalar_function
@@ -193,7 +133,7 @@ def sigmoid(x):
     loops over it vectorise. exp is taken in x's dtype, the division in float64: a float32 result stored
     is rounded once, within 1 ulp (in float32 arithmetic it would be 2 ulp, and only 1.4x faster)."""
     z = float(exp(-abs(x)))
-    return _select(x >= 0, 1.0, z) / (1.0 + z)
+    return select(x >= 0, 1.0, z) / (1.0 + z)
 
 
 # ------------------------------------------------------------------------- hyperbolic tangent, logarithm
@@ -245,8 +185,8 @@ def _tanh_float32(x):
     small = x * (q * square + ONE_32)  # not x + x^3 q: at x = -0 that is +0
     # exp of 2|x| > 88.7 is inf and 2 / inf is 0: tanh is then exactly 1; NaN stays NaN.
     large = ONE_32 - TWO_32 / (exp(magnitude + magnitude) + ONE_32)
-    large = _select(x < 0, -large, large)
-    return _select(magnitude < TANH_SMALL_32, small, large)
+    large = select(x < 0, -large, large)
+    return select(magnitude < TANH_SMALL_32, small, large)
 
 
 def _tanh_libm(x):
@@ -258,13 +198,7 @@ def _tanh_in_dtype(x):
     return np.tanh(x)
 
 
-@overload(_tanh_in_dtype, inline="always")
-def _tanh_in_dtype_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return _tanh_float32
-    if isinstance(x, (types.Float, types.Integer, types.Boolean)):
-        return _tanh_libm
-    return None
+overload_by_dtype(_tanh_in_dtype, _tanh_float32, _tanh_libm)
 
 
 def _log_float32(x):
@@ -272,12 +206,12 @@ def _log_float32(x):
     by 2^23 first), ln x = k ln2 + ln(1 + f) with f = m - 1 exact, ln(1 + f) = f + f^2 g(f), and k ln2 in two
     parts (LN2_HIGH_32 * k is exact). 0 -> -inf, below 0 -> NaN, inf -> inf, NaN -> NaN by selects."""
     subnormal = x < SMALLEST_NORMAL_32
-    scaled = _select(subnormal, x * TWO_TO_23_32, x)
-    bits = _bits_from_float(scaled)
+    scaled = select(subnormal, x * TWO_TO_23_32, x)
+    bits = bits_from_float(scaled)
     k = np.int32(np.int32(bits - SQRT_HALF_BITS_32) >> 23)
-    m = _float_from_bits(np.int32(bits - np.int32(k << 23)))
+    m = float_from_bits(np.int32(bits - np.int32(k << 23)))
     f = m - ONE_32
-    k_float = np.float32(np.int32(k - _select(subnormal, np.int32(23), np.int32(0))))
+    k_float = np.float32(np.int32(k - select(subnormal, np.int32(23), np.int32(0))))
     g = LOG_G8_32
     g = g * f + LOG_G7_32
     g = g * f + LOG_G6_32
@@ -289,8 +223,8 @@ def _log_float32(x):
     g = g * f + LOG_G0_32
     log_of_m = f + (f * f) * g
     result = k_float * LN2_HIGH_32 + (log_of_m + k_float * LN2_LOW_32)
-    special = _select(x == 0, -INFINITY_32, _select(x < 0, NAN_32, x))  # inf and NaN are their own log
-    return _select(x > 0, _select(x < INFINITY_32, result, special), special)
+    special = select(x == 0, -INFINITY_32, select(x < 0, NAN_32, x))  # inf and NaN are their own log
+    return select(x > 0, select(x < INFINITY_32, result, special), special)
 
 
 def _log_libm(x):
@@ -302,13 +236,7 @@ def _log_in_dtype(x):
     return np.log(x)
 
 
-@overload(_log_in_dtype, inline="always")
-def _log_in_dtype_overload(x):
-    if isinstance(x, types.Float) and x.bitwidth == 32:
-        return _log_float32
-    if isinstance(x, (types.Float, types.Integer, types.Boolean)):
-        return _log_libm
-    return None
+overload_by_dtype(_log_in_dtype, _log_float32, _log_libm)
 
 
 @scalar_function
@@ -323,187 +251,6 @@ def log(x):
     included), libm for float64."""
     return _log_in_dtype(x)
 
-
-# ----------------------------------------------------------------------- error function, normal distribution
-# math.erf and math.erfc are libm calls per element too: GELU's float32 kernels over 1e5 elements took 1.8 ms
-# forward and 2.6 ms backward with them, 0.15 and 0.16 ms with what follows. For float32 inputs the functions
-# below are float64 arithmetic and selects, which vectorise, and their float64 result is rounded once when
-# stored: for z >= 0, erfc(z) = e^(-z^2) t Q(t) with t = 1 / (1 + 0.3 z) in (0, 1], Q of degree 10 (Q is smooth
-# up to t = 0: erfc(z) e^(z^2) ~ 1 / (z sqrt pi)), fitted by reweighted least squares on the relative error over
-# z in [0, 10.5], beyond which erfc's float32 value is 0 and so is GELU's: relative error 5.5e-10, against
-# float32's half ulp of 3e-8. In float64, z^2 and e^(-z^2) stay exact to 1e-14 at z = 10 (in float32 the
-# rounding of z^2 alone would cost 6e-6). erfc(-z) is 2 - erfc(z); erf(z) = 1 - erfc(|z|) with z's sign from
-# |z| = 0.5 up (no float32 precision lost), and z P(z^2) below, P of degree 5 (relative error 1.2e-11).
-# float64 inputs keep libm, as for tanh and log.
-
-SQRT_HALF = 0.7071067811865476  # 1 / sqrt 2
-ERFC_T_SCALE = 0.3
-ERFC_Q0 = 0.16927842285721081
-ERFC_Q1 = 0.16874639044036466
-ERFC_Q2 = 0.16700477312796708
-ERFC_Q3 = 0.11343152897948086
-ERFC_Q4 = 0.25612738413259206
-ERFC_Q5 = -0.25827023929059245
-ERFC_Q6 = 0.7361909903718336
-ERFC_Q7 = -0.803581494801272
-ERFC_Q8 = 0.7210012451503932
-ERFC_Q9 = -0.32425949635101464
-ERFC_Q10 = 0.05433049483211805
-# e^-s for the Gaussian e^(-z^2) inside them: exp's reduction with a polynomial of degree 7 instead of 11
-# (relative error 5.2e-11, fitted like exp's: float32 results need no more; 1.3x faster), and the range cut at
-# e^-700, which is still normal (one power of two scales it) and whose products round to 0 in float32.
-GAUSSIAN_LIMIT = 700.0
-GAUSSIAN_C2 = 0.5000000067690488
-GAUSSIAN_C3 = 0.16666665868937594
-GAUSSIAN_C4 = 0.041666294923940125
-GAUSSIAN_C5 = 0.008333497062484596
-GAUSSIAN_C6 = 0.0013944661041864139
-GAUSSIAN_C7 = 0.00019790352471490836
-ERF_SMALL = 0.5  # below this |z|, erf is z P(z^2): 1 - erfc(z) would cancel
-ERF_P0 = 1.1283791670819743
-ERF_P1 = -0.37612638517061847
-ERF_P2 = 0.1128377374056205
-ERF_P3 = -0.026863112675334873
-ERF_P4 = 0.005200275549898963
-ERF_P5 = -0.0007692330918130103
-
-
-@scalar_function
-def _exp_of_negative(square):
-    """e^-square for a float64 square >= 0 (see GAUSSIAN_LIMIT): 0 from e^-700 down and at inf, NaN at NaN."""
-    clamped = _select(square < GAUSSIAN_LIMIT, square, GAUSSIAN_LIMIT)  # NaN too: n stays an integer
-    scaled = -clamped * LOG2_E
-    n = int(scaled + (EXP_SHIFT + 0.5)) - EXP_SHIFT  # round(scaled), as in exp
-    n_float = float(n)
-    r = (-clamped - n_float * LN2_HIGH) - n_float * LN2_LOW
-    p = GAUSSIAN_C7
-    p = p * r + GAUSSIAN_C6
-    p = p * r + GAUSSIAN_C5
-    p = p * r + GAUSSIAN_C4
-    p = p * r + GAUSSIAN_C3
-    p = p * r + GAUSSIAN_C2
-    p = p * r + 1.0
-    p = p * r + 1.0
-    result = _select(square > GAUSSIAN_LIMIT, 0.0, p * _float_from_bits((n + 1023) << 52))
-    return _select(square != square, square, result)
-
-
-@scalar_function
-def _scaled_erfc_of_magnitude(magnitude):
-    """e^(z^2) erfc(z) for a float64 z = magnitude >= 0 (or NaN): t Q(t), to 5.5e-10 relative up to z = 10.5
-    (and within 1.3e-4 beyond, where e^(-z^2) underflows what it multiplies); 0 at inf."""
-    t = 1.0 / (1.0 + ERFC_T_SCALE * magnitude)
-    q = ERFC_Q10
-    q = q * t + ERFC_Q9
-    q = q * t + ERFC_Q8
-    q = q * t + ERFC_Q7
-    q = q * t + ERFC_Q6
-    q = q * t + ERFC_Q5
-    q = q * t + ERFC_Q4
-    q = q * t + ERFC_Q3
-    q = q * t + ERFC_Q2
-    q = q * t + ERFC_Q1
-    q = q * t + ERFC_Q0
-    return t * q
-
-
-def _erfc_float32(x):
-    """erfc x for float32 x, computed and returned in float64 (see the notes above)."""
-    z = np.float64(x)  # float(x) would stay float32 in Numba
-    magnitude = abs(z)
-    tail = _exp_of_negative(magnitude * magnitude) * _scaled_erfc_of_magnitude(magnitude)  # inf: 0 * 0
-    return _select(z < 0, 2.0 - tail, tail)
-
-
-def _erf_float32(x):
-    """erf x for float32 x, computed and returned in float64: z P(z^2) near 0, +-(1 - erfc |z|) beyond."""
-    z = np.float64(x)  # float(x) would stay float32 in Numba
-    square = z * z
-    p = ERF_P5
-    p = p * square + ERF_P4
-    p = p * square + ERF_P3
-    p = p * square + ERF_P2
-    p = p * square + ERF_P1
-    p = p * square + ERF_P0
-    small = z * p  # -0 stays -0
-    magnitude = abs(z)
-    large = 1.0 - _exp_of_negative(square) * _scaled_erfc_of_magnitude(magnitude)
-    large = _select(z < 0, -large, large)
-    return _select(magnitude < ERF_SMALL, small, large)  # NaN takes the large form, which is NaN
-
-
-def _normal_terms_float32(x):
-    """(erfc(-x / sqrt 2), e^(-x^2 / 2)) for float32 x, in float64, sharing the exponential."""
-    z = np.float64(x) * SQRT_HALF  # in float32, rounding z would cost erfc up to 2 z^2 ulp
-    gaussian = _exp_of_negative(z * z)
-    tail = gaussian * _scaled_erfc_of_magnitude(abs(z))
-    return _select(z > 0, 2.0 - tail, tail), gaussian
-
-
-def _erfc_libm(x):
-    return math.erfc(x)
-
-
-def _erf_libm(x):
-    return math.erf(x)
-
-
-def _normal_terms_libm(x):
-    return math.erfc(-x * SQRT_HALF), exp(-0.5 * x * x)
-
-
-def _erfc_in_dtype(x):
-    """erfc x (compiled: the overload below; uncompiled: math)."""
-    return math.erfc(x)
-
-
-def _erf_in_dtype(x):
-    """erf x (compiled: the overload below; uncompiled: math)."""
-    return math.erf(x)
-
-
-def _normal_terms_in_dtype(x):
-    """(erfc(-x / sqrt 2), e^(-x^2 / 2)) (compiled: the overload below; uncompiled: math and NumPy)."""
-    return math.erfc(-x * SQRT_HALF), np.exp(-0.5 * x * x)
-
-
-def _overload_float32_or_libm(function, float32_version, libm_version):
-    """Register the overload of `function` that picks `float32_version` for float32 arguments, libm otherwise."""
-
-    @overload(function, inline="always")
-    def _by_dtype(x):
-        if isinstance(x, types.Float) and x.bitwidth == 32:
-            return float32_version
-        if isinstance(x, (types.Float, types.Integer, types.Boolean)):
-            return libm_version
-        return None
-
-
-_overload_float32_or_libm(_erfc_in_dtype, _erfc_float32, _erfc_libm)
-_overload_float32_or_libm(_erf_in_dtype, _erf_float32, _erf_libm)
-_overload_float32_or_libm(_normal_terms_in_dtype, _normal_terms_float32, _normal_terms_libm)
-
-
-@scalar_function
-def erfc(x):
-    """1 - erf x: for float32 x vectorisable float64 arithmetic (stored in float32: within 1 ulp, tiny left-tail
-    values included), libm for float64."""
-    return _erfc_in_dtype(x)
-
-
-@scalar_function
-def erf(x):
-    """The error function: for float32 x vectorisable float64 arithmetic (within 1 ulp when stored in float32),
-    libm for float64."""
-    return _erf_in_dtype(x)
-
-
-@scalar_function
-def normal_terms(x):
-    """(2 Phi(x), e^(-x^2 / 2)): Phi the standard normal distribution function, as erfc(-x / sqrt 2), exact in
-    the left tail (where 1 + erf would be 0), and the Gaussian both need. For float32 x vectorisable float64
-    arithmetic with one exponential; for float64 bit for bit math.erfc(-x * SQRT_HALF) and exp(-0.5 * x * x)."""
-    return _normal_terms_in_dtype(x)
 
 @scalar_function
 def sign(x):
