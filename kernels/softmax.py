@@ -4,7 +4,9 @@ Every kernel takes C-contiguous float32/float64 arrays of shape (rows, n) (the f
 dimension last) and writes into an output passed last; the parallel variant splits the rows. Each row is
 reduced in one fixed order by a row function compiled once and called by both variants (inlined into a
 prange body, fast-math vectorises a row's sum differently), so results are bit-identical on reruns and
-between the serial and parallel variants. Sums accumulate in float64 even for float32 data.
+between the serial and parallel variants. Sums accumulate in float64 even for float32 data, but the row max,
+x - max and its exp stay in the row's dtype: a float64 max made every float32 row call the float64 exp
+(degree 11, 8 lanes, conversions), 2x the float32 one's cost.
 """
 
 import math
@@ -19,8 +21,9 @@ from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 
 @cpu_kernel
 def _row_max(x):
-    """The largest element of a row (-inf for an empty row); NaNs are skipped, they spread through exp."""
-    largest = -math.inf
+    """The largest element of a row, in its dtype (-inf for an empty row); NaNs are skipped, they spread
+    through exp. Not vectorised (a select-based max reduction needs nnan): ~0.55 ns an element here."""
+    largest = x.dtype.type(-math.inf)
     for column in range(x.shape[0]):
         largest = max(largest, x[column])
     return largest
@@ -58,7 +61,7 @@ def _log_softmax_row(x, out):
 def _logsumexp_row(x):
     largest = _row_max(x)
     if math.isinf(largest):
-        largest = 0.0
+        largest = x.dtype.type(0.0)
     total = 0.0
     for column in range(x.shape[0]):
         total += scalar.exp(x[column] - largest)

@@ -21,6 +21,10 @@ from nbprop.tensor import Tensor
 # gradient terms into its own buffer. Fixed by the row count only, never by the thread count, so the
 # summation order (and every bit of the result) is the same on any machine.
 _WEIGHT_GRADIENT_CHUNKS = 64
+# Float32 layer norm sums its chunks in float32 (half the traffic of float64 buffers): then chunks hold at
+# most this many rows, so that each float32 sum stays within ~16 * 2^-24 of exact; sum_partials adds the
+# chunks up in float64.
+_FLOAT32_ROWS_PER_CHUNK = 16
 
 
 def check_input(input, op, min_dims=0):  # noqa: A002 - PyTorch's argument name
@@ -79,9 +83,9 @@ def _summed_partials(needed, partial, shape, dtype, device, grad_device):
     the same on any thread count; None when not `needed`."""
     if not needed:
         return None
-    gradient = device.empty((partial.shape[1],), dtype)
+    gradient = device.empty((partial.shape[1],), np.float64)  # summed in float64, rounded to dtype once
     device.call("sum_partials", partial, gradient)
-    return wrap(gradient, shape, grad_device)
+    return wrap(gradient if dtype == np.float64 else device.astype(gradient, dtype), shape, grad_device)
 
 
 def _input_gradient(ctx, out, input, grad_output):  # noqa: A002 - PyTorch's argument name
@@ -139,6 +143,16 @@ def _chunks(rows):
     return min(rows, _WEIGHT_GRADIENT_CHUNKS)
 
 
+def _layer_norm_partials(rows, length, dtype, device):
+    """The per-chunk weight and bias gradient buffers of a layer norm backward (the kernel zeroes them):
+    float64 for float64 data; float32 chunks of at most _FLOAT32_ROWS_PER_CHUNK rows for float32 data."""
+    if dtype == np.float64:
+        chunks = _chunks(rows)
+    else:
+        chunks = max(_chunks(rows), -(-rows // _FLOAT32_ROWS_PER_CHUNK))
+    return device.empty((chunks, length), dtype), device.empty((chunks, length), dtype)
+
+
 def _rows(input, length, device):  # noqa: A002 - PyTorch's argument name
     """The input as (rows, length), `length` the size of the normalised trailing dimensions ((0, 0) if 0)."""
     if not length:
@@ -182,9 +196,7 @@ class LayerNorm(Function):
         input, weight, device, x, dy = _row_operands(ctx, grad_output)  # noqa: A001
         length = x.shape[1]
         out = device.empty(x.shape, x.dtype)
-        chunks = _chunks(x.shape[0])
-        partial_weight = device.zeros((chunks, length), np.float64)
-        partial_bias = device.zeros((chunks, length), np.float64)
+        partial_weight, partial_bias = _layer_norm_partials(x.shape[0], length, x.dtype, device)
         if x.size:
             device.call("layer_norm_backward", dy, x, ctx.statistics, array_of(weight, (length,), 1, x.dtype, device),
                         out, partial_weight, partial_bias, work=x.size)
