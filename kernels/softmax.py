@@ -15,6 +15,7 @@ from numba import prange
 
 from nbprop.kernels import scalar
 from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
+from nbprop.kernels.scalar_bits import maximum_number
 
 # ------------------------------------------------------------------------------------------- one row
 
@@ -22,10 +23,10 @@ from nbprop.kernels._jit import cpu_kernel, parallel_cpu_kernel
 @cpu_kernel
 def _row_max(x):
     """The largest element of a row, in its dtype (-inf for an empty row); NaNs are skipped, they spread
-    through exp. Not vectorised (a select-based max reduction needs nnan): ~0.55 ns an element here."""
+    through exp. Vectorised through maximum_number (a compare-and-select max reduction needs nnan)."""
     largest = x.dtype.type(-math.inf)
     for column in range(x.shape[0]):
-        largest = max(largest, x[column])
+        largest = maximum_number(largest, x[column])
     return largest
 
 

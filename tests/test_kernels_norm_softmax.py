@@ -1,13 +1,19 @@
 """Float32 arithmetic of the layer norm and softmax kernels against float64 references: large means, constant
 rows, rows longer than one summation block, weight gradients over many rows, logits of +-1e4."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.special
 from helpers import leaf
+from numba import njit
 
 import nbprop
+from nbprop.kernels import loss as loss_kernels
 from nbprop.kernels import norm as kernels
+from nbprop.kernels import softmax as softmax_kernels
+from nbprop.kernels._jit import OPTIONS
 from nbprop.ops.norm import layer_norm
 from nbprop.ops.softmax import log_softmax, softmax
 
@@ -103,3 +109,15 @@ def test_float32_softmax_of_large_logits(function, name):
     np.testing.assert_allclose(result, expected, rtol=1e-6, atol=1e-7 if name == "softmax" else 1e-3)
     if name == "softmax":
         np.testing.assert_allclose(result.sum(1), 1, rtol=1e-6)
+
+
+@pytest.mark.parametrize("row_max", [softmax_kernels._row_max, loss_kernels._row_max], ids=["softmax", "loss"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_row_max_vectorises_and_skips_nan(row_max, dtype):
+    """Through maximum_number (LLVM's maxnum): a compare-and-select max reduction would stay scalar without the
+    nnan flag the kernels go without."""
+    loop = njit(**dict(OPTIONS, cache=False))(lambda x: row_max(x))
+    values = np.array([1.0, np.nan, 3.0, -np.inf, 2.0], dtype)
+    assert loop(values) == 3.0 and loop(np.full(4, np.nan, dtype)) == -np.inf and loop(values[:0]) == -np.inf
+    bits = np.dtype(dtype).itemsize * 8
+    assert re.search(rf"maxnum\.v\d+f{bits}", loop.inspect_llvm(loop.signatures[0]))  # the width is the CPU's
