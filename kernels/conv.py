@@ -4,7 +4,8 @@ Every kernel sees a channels-first image (batch, channels, height, width); a 1-D
 height 1. Along each spatial dimension output position p reads input position p * stride - padding + i *
 dilation for kernel tap i, and reads zero where that falls outside the input. General convolutions pack each
 image's im2col matrix and multiply it by BLAS (forward, input and weight gradients); convolutions with one
-input channel per group (depthwise) run direct loops, where products of one-row matrices would waste BLAS.
+input channel in each of several groups (depthwise) run direct loops, where products of one-row matrices would
+waste BLAS.
 Pointwise (1x1) convolutions need no kernel of their own: nbprop/ops/conv.py runs them as batched products.
 
 Backward kernels are deterministic: each thread owns whole output planes or elements and adds into them in a
@@ -23,6 +24,37 @@ def _valid_range(offset, stride, size, count):
     low = 0 if offset >= 0 else (-offset + stride - 1) // stride
     high = 0 if size - 1 - offset < 0 else min(count, (size - 1 - offset) // stride + 1)
     return min(low, count), max(high, min(low, count))
+
+
+@cpu_kernel
+def _pack_shifted(flat_source, row_offset, column_offset, height, width, low, high, out_height, flat_target):
+    """`_pack_row` where output and input rows have one length (stride 1, 'same' width): the target is the input
+    plane shifted by (row_offset, column_offset), so one long copy of the flat plane fills every valid row, and
+    the few columns that the shift wrapped round from a neighbouring row are zeroed after it. The short per-row
+    copies took 1.27 ms to pack 16->32 3x3 on 64x14x14 (rows of 14), this 0.58 ms (one thread; 0.13 ms for
+    the bare copies).
+
+    flat_source: (height * width,); flat_target: (out_height * width,); low, high: the valid output columns.
+    """
+    first_row, stop_row = _valid_range(row_offset, 1, height, out_height)
+    if stop_row <= first_row or high <= low:
+        flat_target[:] = 0
+        return
+    start, stop = first_row * width + low, (stop_row - 1) * width + high
+    shift = (first_row + row_offset) * width + low + column_offset
+    flat_target[:start] = 0
+    # Views indexed from 0, as in conv_depthwise_forward: the copy vectorizes.
+    target = flat_target[start:stop]
+    source = flat_source[shift:shift + stop - start]
+    for k in range(stop - start):
+        target[k] = source[k]
+    flat_target[stop:] = 0
+    for p in range(first_row, stop_row):
+        row = flat_target[p * width:(p + 1) * width]
+        for q in range(low):
+            row[q] = 0
+        for q in range(high, width):
+            row[q] = 0
 
 
 @cpu_kernel
@@ -46,6 +78,10 @@ def _pack_row(source, row, kernel_height, kernel_width, stride_height, stride_wi
     # 64x14x14 in 1.05 ms against 1.6 ms).
     flat_target = target.reshape(-1)
     flat_source = source[channel].reshape(-1)
+    if stride_height == 1 and stride_width == 1 and out_width == width:
+        _pack_shifted(flat_source, tap_row * dilation_height - padding_height, column_offset, height, width, low,
+                      high, out_height, flat_target)
+        return
     for p in range(out_height):
         h = p * stride_height - padding_height + tap_row * dilation_height
         start = np.uint64(p * out_width)
@@ -67,12 +103,36 @@ def _pack_row(source, row, kernel_height, kernel_width, stride_height, stride_wi
 
 
 @cpu_kernel
+def _unpack_shifted(flat_source, row_offset, column_offset, height, low, high, out_height, flat_plane):
+    """The adjoint of `_pack_shifted` for one tap: flat_plane[k + shift] += flat_source[k] over the valid rows,
+    as one long loop. The columns that the shift wraps round into a neighbouring row are zeroed in the source
+    (the caller's scratch) first, so that they add nothing there: the plane's sums keep their order."""
+    width = flat_plane.shape[0] // height
+    first_row, stop_row = _valid_range(row_offset, 1, height, out_height)
+    if stop_row <= first_row:
+        return
+    for p in range(first_row, stop_row):
+        row = flat_source[p * width:(p + 1) * width]
+        for q in range(low):
+            row[q] = 0
+        for q in range(high, width):
+            row[q] = 0
+    start, stop = first_row * width + low, (stop_row - 1) * width + high
+    shift = (first_row + row_offset) * width + low + column_offset
+    target = flat_plane[shift:shift + stop - start]
+    source = flat_source[start:stop]
+    for k in range(stop - start):
+        target[k] += source[k]
+
+
+@cpu_kernel
 def _unpack_plane(columns, channel, kernel_height, kernel_width, stride_height, stride_width, padding_height,
                   padding_width, dilation_height, dilation_width, plane):
     """The adjoint of `_pack_row` for one input channel of one image: plane[h, w] = the sum of the entries of
     the image's im2col matrices that were copied from (channel, h, w), added in a fixed order (tap, p, q).
 
-    columns: (groups, K, out_height, out_width), K = channels per group * taps; plane: (height, width).
+    columns: (groups, K, out_height, out_width), K = channels per group * taps, scratch: the channel's entries
+    that were copied from the padding may be zeroed; plane: (height, width).
     """
     per_group = columns.shape[1] // (kernel_height * kernel_width)
     group = channel // per_group
@@ -82,12 +142,17 @@ def _unpack_plane(columns, channel, kernel_height, kernel_width, stride_height, 
     for h in range(height):
         for w in range(width):
             plane[h, w] = 0
+    flat_plane = plane.reshape(-1)
     for tap_row in range(kernel_height):
         for tap_column in range(kernel_width):
             source = columns[group, first_row + tap_row * kernel_width + tap_column]
             column_offset = tap_column * dilation_width - padding_width
             low, high = _valid_range(column_offset, stride_width, width, out_width)
             if high <= low:
+                continue
+            if stride_height == 1 and stride_width == 1 and out_width == width:
+                _unpack_shifted(source.reshape(-1), tap_row * dilation_height - padding_height, column_offset,
+                                height, low, high, out_height, flat_plane)
                 continue
             for p in range(out_height):
                 h = p * stride_height - padding_height + tap_row * dilation_height
@@ -171,22 +236,36 @@ def conv_input_grad_gemm(grad_output, weights, kernel_height, kernel_width, stri
 
 @cpu_kernel
 def conv_weight_grad_gemm(image, grad_output, kernel_height, kernel_width, stride_height, stride_width,
-                          padding_height, padding_width, dilation_height, dilation_width, columns, scratch, out):
+                          padding_height, padding_width, dilation_height, dilation_width, columns, product, totals,
+                          out):
     """The gradient of `conv_forward_gemm` with respect to its weights: out[g] = the sum over images n, in order,
     of grad_output[n, g] @ im2col(image[n])[g]^T.
 
+    Each image's product is taken transposed, im2col(image[n])[g] @ grad_output[n, g]^T, summed in totals and
+    transposed once at the end: BLAS ran that orientation faster (16->32 3x3 on 64x14x14: 1.63 ms against 2.34 ms
+    for the 64 products; 64->64 3x3 on 8x56x56: 23.4 ms against 26.7 ms).
+
     image, columns as in `conv_forward_gemm`; grad_output: (batch, groups, out_channels / groups, out_height *
-    out_width); scratch: (out_channels / groups, K); out: (groups, out_channels / groups, K), overwritten.
+    out_width); product: scratch (K, out_channels / groups); totals: scratch (groups, K, out_channels / groups);
+    out: (groups, out_channels / groups, K), overwritten.
     """
     groups, rows, count = out.shape
     positions = grad_output.shape[3]
-    out[...] = 0
+    if image.shape[0] == 0:
+        out[...] = 0
+        return
     for batch in range(image.shape[0]):
         _pack_image(image[batch], kernel_height, kernel_width, stride_height, stride_width, padding_height,
                     padding_width, dilation_height, dilation_width, columns)
         for group in range(groups):
-            np.dot(grad_output[batch, group], columns[group].reshape((count, positions)).T, scratch)
-            out[group] += scratch
+            matrix = columns[group].reshape((count, positions))
+            if batch == 0:
+                np.dot(matrix, grad_output[batch, group].T, totals[group])
+            else:
+                np.dot(matrix, grad_output[batch, group].T, product)
+                totals[group] += product
+    for group in range(groups):
+        out[group] = totals[group].T
 
 
 @parallel_cpu_kernel(fastmath=FASTMATH_UNFUSED)

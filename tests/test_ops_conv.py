@@ -100,12 +100,15 @@ def test_transposed_convolution_matches_torch(case, dtype, seed):
 
 
 # Each path of the op: im2col products, pointwise products, depthwise loops (with a channel multiplier), and
-# asymmetric 'same' padding; unbatched inputs.
+# asymmetric 'same' padding; unbatched inputs; one input channel in one group (products, not the depthwise loops);
+# stride 1 with rows as long as the input's (im2col as one shifted copy), with taps that see only padding.
 PATHS = [
     (conv2d, (2, 4, 6, 5), (6, 2, 3, 2), (6,), dict(stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2)),
     (conv2d, (2, 4, 5, 5), (6, 4, 1, 1), (6,), {}),
     (conv2d, (2, 3, 7, 6), (6, 1, 3, 3), (6,), dict(stride=2, padding=1, groups=3)),
     (conv2d, (3, 6, 5), (2, 3, 2, 4), None, dict(padding="same", dilation=(2, 1))),
+    (conv2d, (2, 1, 6, 7), (4, 1, 3, 3), (4,), dict(padding=1)),
+    (conv2d, (2, 2, 2, 6), (3, 2, 3, 3), (3,), dict(padding=(2, 1), dilation=(2, 1))),
     (conv1d, (2, 4, 9), (6, 2, 3), (6,), dict(stride=3, padding=2, dilation=2, groups=2)),
     (conv1d, (4, 9), (4, 1, 4), None, dict(padding="same", groups=4)),
     (conv_transpose2d, (2, 4, 4, 3), (4, 3, 3, 2), (6,),

@@ -179,6 +179,19 @@ def test_nan_inf_and_ties_pick_what_torch_picks(dtype):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_whole_two_by_two_windows_pick_what_torch_picks(dtype):
+    """2x2 windows wholly inside the plane take an unrolled path beside the clipped ones' loops: both pick
+    PyTorch's values and indices among ties, nan and infinities."""
+    import torch.nn.functional as TF
+
+    x = np.random.default_rng(4).choice(np.array([1, 2, 2, np.nan, -np.inf, np.inf, 0], dtype), (3, 2, 6, 7))
+    for stride, padding, ceil_mode in ((2, 0, False), (2, 0, True), (1, 0, False), (2, 1, False), (1, 1, True)):
+        arguments = dict(kernel_size=2, stride=stride, padding=padding, ceil_mode=ceil_mode, return_indices=True)
+        assert _compare(lambda t: F.max_pool2d(t, **arguments), lambda t: TF.max_pool2d(t, **arguments), x)
+
+
+@pytest.mark.torch
 def test_empty_batch_and_size_one_planes():
     import torch.nn.functional as TF
 

@@ -32,8 +32,11 @@ class Geometry:
 
     @property
     def depthwise(self):
-        """One input channel per group: direct loops, where products of one-row matrices would waste BLAS."""
-        return self.input_shape[1] == self.groups
+        """One input channel per group, several groups: direct loops, where products of one-row matrices would
+        waste BLAS. A single channel in one group (a network's first layer on grey images) takes the products:
+        for 1->16 3x3 on 64x1x28x28 the direct loops took 1.65 ms forward and 2.56 ms for the weight gradient,
+        the products with their packing 0.4 and 0.5 ms (one thread)."""
+        return self.input_shape[1] == self.groups > 1
 
     @property
     def pointwise(self):
@@ -137,7 +140,8 @@ def convolve_weight_grad(device, image, grad, geometry):
     else:
         device.call("conv_weight_grad_gemm", image, _grouped(device, grad, geometry), *geometry.kernel,
                     *geometry.steps, _columns(device, geometry, grad.dtype),
-                    device.empty((rows, columns_count), grad.dtype), weights)
+                    device.empty((columns_count, rows), grad.dtype),
+                    device.empty((groups, columns_count, rows), grad.dtype), weights)
     return out
 
 
