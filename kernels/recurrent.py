@@ -8,12 +8,14 @@ batch-first input offsets t and stride T, a packed sequence the running sum of i
 Every row is a real step (padding exists only in the padded layouts the frontend converts).
 
 The input projection of every step (`projection`, rows x gates, without bias) is one GEMM done before the loop;
-inside, each step is one BLAS product of the active prefix of the hidden state with W_hh^T and one fused pass
-over the gates. State arrays (B, H) hold the initial state on entry and the final state on return; an entry
-that is inactive at a step keeps its state, so the final state of a shorter sequence is that of its own last
-step (forward) or the state after step 0 (reverse). Gates use gate_sigmoid and gate_tanh below, branch-free
-forms of kernels/scalar.py's exp, exact to +-1000 and beyond. Compiled without FMA contraction: c = f c + i g
-is a sum of two products, which must round the same in every compilation (the LSTM backward recomputes it).
+inside, each step is a BLAS product of the active prefix of the hidden state with W_hh^T (a C-contiguous copy
+of it, passed in: OpenBLAS is slower on the transposed weight) in single-threaded row blocks (_rows_product) and
+a pass over the gates in simple loops that vectorise. State arrays (B, H) hold the initial state on entry and the
+final state on return; an entry that is inactive at a step keeps its state, so the final state of a shorter
+sequence is that of its own last step (forward) or the state after step 0 (reverse). Gates use gate_sigmoid and
+gate_tanh below, branch-free forms from kernels/scalar.py, exact to +-1000 and beyond. Compiled without FMA
+contraction: c = f c + i g is a sum of two products, which must round the same in every compilation (the LSTM
+backward recomputes it).
 
 The backward kernels run the steps in the opposite order and write, per row, the gradient of each gate's
 pre-activation (`grad_gates`, the input side; GRU also `grad_hidden_gates`, the side of W_hh, whose candidate
@@ -24,25 +26,44 @@ import numpy as np
 
 from nbprop.kernels import scalar
 from nbprop.kernels._jit import FASTMATH_UNFUSED, cpu_kernel, scalar_function
+from nbprop.kernels.matmul import SINGLE_THREAD_PRODUCT
+from nbprop.kernels.scalar_bits import overload_by_dtype, select
 
-# Below this |x| tanh is its Taylor polynomial: 1 - 2 / (1 + e^(2x)) loses about 1e-16 / |x| relative to the
-# cancellation, 4e-14 at 0.01, while the first omitted term, 17 x^7 / 315, is 5e-14 of x there.
+# Below this |x| the float64 tanh is its Taylor polynomial: 1 - 2 / (1 + e^(2x)) loses about 1e-16 / |x| relative
+# to the cancellation, 4e-14 at 0.01, while the first omitted term, 17 x^7 / 315, is 5e-14 of x there.
 TANH_SERIES_BOUND = 0.01
+
+
+def _gate_tanh_float64(x):
+    square = x * x
+    series = x * (1.0 - square * (1.0 / 3.0 - square * (2.0 / 15.0)))
+    return select(abs(x) < TANH_SERIES_BOUND, series, 1.0 - 2.0 / (1.0 + scalar.exp(2.0 * x)))
+
+
+def _gate_tanh_float32(x):
+    return scalar.tanh(x)
+
+
+def _gate_tanh_in_dtype(x):
+    """tanh x in x's dtype (compiled: the overload below; uncompiled: NumPy)."""
+    return np.tanh(x)
+
+
+overload_by_dtype(_gate_tanh_in_dtype, _gate_tanh_float32, _gate_tanh_float64)
 
 
 @scalar_function
 def gate_sigmoid(x):
-    """1 / (1 + e^-x), branch-free so that the gate loops vectorise: e^-x overflows to inf for x < -709 and
-    the result is then 0, as it should be (no NaN: fast-math here keeps inf)."""
-    return 1.0 / (1.0 + scalar.exp(-x))
+    """1 / (1 + e^-x): kernels/scalar.py's sigmoid (exp in x's dtype, vectorisable, no overflow)."""
+    return scalar.sigmoid(x)
 
 
 @scalar_function
 def gate_tanh(x):
-    """tanh x = 1 - 2 / (1 + e^(2x)) (exact limits +-1 at +-inf), its Taylor series near 0; branch-free."""
-    square = x * x
-    series = x * (1.0 - square * (1.0 / 3.0 - square * (2.0 / 15.0)))
-    return series if abs(x) < TANH_SERIES_BOUND else 1.0 - 2.0 / (1.0 + scalar.exp(2.0 * x))
+    """tanh x, branch-free so that the gate loops vectorise: float32 in float32 arithmetic (kernels/scalar.py's
+    tanh, within 2 ulp; the float64 formula below on float32 data took 4x as long), float64 as
+    1 - 2 / (1 + e^(2x)) (exact limits +-1 at +-inf) with its Taylor series near 0."""
+    return _gate_tanh_in_dtype(x)
 
 
 # The time loops of every cell share their steps: which step an iteration runs, how many batch entries are
@@ -50,12 +71,25 @@ def gate_tanh(x):
 
 
 @scalar_function
-def _forward_step(index, steps, reverse, batch_sizes, hidden, weight_hh, recurrent):
+def _rows_product(left, right, out):
+    """out = left @ right (C-contiguous, right not transposed) in blocks of rows of at most SINGLE_THREAD_PRODUCT
+    multiply-adds each, which OpenBLAS runs on the calling thread with its small-matrix kernels: 50 steps of
+    32x128 @ 128x512 took 1.9 ms as blocks of 4 rows against 3.0 ms whole (and 2.5 ms at 2 threads, whose
+    threads, woken every step between serial gate loops, made a loaded 2-core machine's LSTM step 3x slower)."""
+    rows = left.shape[0]
+    block = max(1, SINGLE_THREAD_PRODUCT // max(left.shape[1] * right.shape[1], 1))
+    for start in range(0, rows, block):
+        stop = min(start + block, rows)
+        np.dot(left[start:stop], right, out[start:stop])
+
+
+@scalar_function
+def _forward_step(index, steps, reverse, batch_sizes, hidden, transposed_weight_hh, recurrent):
     """Begin iteration `index` of a forward time loop, from the last step when `reverse`: (step, active), with
     recurrent[:active] = hidden[:active] W_hh^T."""
     step = steps - 1 - index if reverse else index
     active = batch_sizes[step]
-    np.dot(hidden[:active], weight_hh.T, recurrent[:active])
+    _rows_product(hidden[:active], transposed_weight_hh, recurrent[:active])
     return step, active
 
 
@@ -72,19 +106,35 @@ def _row(offsets, step, entry, batch_stride):
     return offsets[step] + entry * batch_stride
 
 
+@scalar_function
+def _step_gates_product(grad_gates, step_gates, offsets, step, active, batch_stride, weight_hh, grad_hidden):
+    """grad_hidden[:active] = (the rows of grad_gates at `step`) W_hh: read in place where they follow one another
+    (time-major and packed layouts), else gathered into step_gates first."""
+    if batch_stride == 1 or active == 1:
+        first = offsets[step]
+        _rows_product(grad_gates[first:first + active], weight_hh, grad_hidden[:active])
+    else:
+        for entry in range(active):
+            source = grad_gates[_row(offsets, step, entry, batch_stride)]
+            target = step_gates[entry]
+            for at in range(source.shape[0]):
+                target[at] = source[at]
+        _rows_product(step_gates[:active], weight_hh, grad_hidden[:active])
+
+
 @cpu_kernel(fastmath=FASTMATH_UNFUSED)
-def rnn_forward(projection, offsets, batch_sizes, batch_stride, reverse, relu, weight_hh, bias_ih, bias_hh,
-                hidden, recurrent, previous_hidden, out, out_column):
+def rnn_forward(projection, offsets, batch_sizes, batch_stride, reverse, relu, transposed_weight_hh, bias_ih,
+                bias_hh, hidden, recurrent, previous_hidden, out, out_column):
     """Elman RNN: h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act tanh or (relu) max(0, .).
 
-    projection (rows, H) = x W_ih^T; weight_hh (H, H); biases (H,); hidden (B, H) initial -> final state;
-    recurrent (B, H) scratch; previous_hidden (rows, H) receives each step's incoming state; out (rows, ...)
-    receives h' in columns out_column .. out_column + H.
+    projection (rows, H) = x W_ih^T; transposed_weight_hh (H, H) = W_hh^T, C-contiguous; biases (H,); hidden
+    (B, H) initial -> final state; recurrent (B, H) scratch; previous_hidden (rows, H) receives each step's
+    incoming state; out (rows, ...) receives h' in columns out_column .. out_column + H.
     """
     steps = offsets.shape[0]
     size = hidden.shape[1]
     for index in range(steps):
-        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, weight_hh, recurrent)
+        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, transposed_weight_hh, recurrent)
         for entry in range(active):
             row = _row(offsets, step, entry, batch_stride)
             for unit in range(size):
@@ -116,17 +166,18 @@ def rnn_backward(grad_out, out_column, out, offsets, batch_sizes, batch_stride, 
                     gradient = gradient * (1.0 - value * value)
                 step_gates[entry, unit] = gradient
                 grad_gates[row, unit] = gradient
-        np.dot(step_gates[:active], weight_hh, grad_hidden[:active])
+        _rows_product(step_gates[:active], weight_hh, grad_hidden[:active])
 
 
 @cpu_kernel(fastmath=FASTMATH_UNFUSED)
-def lstm_forward(projection, offsets, batch_sizes, batch_stride, reverse, weight_hh, bias_ih, bias_hh,
+def lstm_forward(projection, offsets, batch_sizes, batch_stride, reverse, transposed_weight_hh, bias_ih, bias_hh,
                  weight_hr, has_projection, hidden, cell, recurrent, step_projected, gates, previous_hidden,
                  previous_cell, projected, out, out_column):
     """LSTM (PyTorch's gate order i, f, g, o): c' = f c + i g, m = o tanh(c'), h' = m or, with a projection,
     m W_hr^T.
 
-    projection (rows, 4H) = x W_ih^T; weight_hh (4H, P) with P the state size (H, or proj_size); biases (4H,);
+    projection (rows, 4H) = x W_ih^T; transposed_weight_hh (P, 4H) = W_hh^T, C-contiguous, with P the state size
+    (H, or proj_size); biases (4H,);
     weight_hr (P, H) (unused without projection); hidden (B, P) and cell (B, H) initial -> final state;
     recurrent (B, 4H) and step_projected (B, H) scratch. Saved per row for backward: gates (rows, 4H) (the
     activated i, f, g, o), previous_hidden (rows, P), previous_cell (rows, H), projected (rows, H) (m, with a
@@ -136,39 +187,50 @@ def lstm_forward(projection, offsets, batch_sizes, batch_stride, reverse, weight
     size = cell.shape[1]
     state_size = hidden.shape[1]
     for index in range(steps):
-        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, weight_hh, recurrent)
+        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, transposed_weight_hh, recurrent)
         for entry in range(active):
             row = _row(offsets, step, entry, batch_stride)
             for unit in range(state_size):
                 previous_hidden[row, unit] = hidden[entry, unit]
-            # Pre-activations, then each gate's nonlinearity, as separate loops over one contiguous row: simple
-            # loops that LLVM vectorises (one fused loop over many arrays it did not: 3x slower).
+            # Simple loops over one gate's contiguous slice each, indexed from 0, which LLVM vectorises: a loop
+            # over a row's elements 2H..3H rewritten in place was not vectorised (10x slower); nor was one fused
+            # loop over many arrays (3x slower).
             gate_row = gates[row]
             projection_row = projection[row]
             recurrent_row = recurrent[entry]
             for at in range(4 * size):
                 gate_row[at] = projection_row[at] + bias_ih[at] + recurrent_row[at] + bias_hh[at]
+            input_forget = gate_row[:2 * size]
+            input_gate = gate_row[:size]
+            forget_gate = gate_row[size:2 * size]
+            candidate = gate_row[2 * size:3 * size]
+            output_gate = gate_row[3 * size:]
             for at in range(2 * size):
-                gate_row[at] = gate_sigmoid(gate_row[at])
-            for at in range(2 * size, 3 * size):
-                gate_row[at] = gate_tanh(gate_row[at])
-            for at in range(3 * size, 4 * size):
-                gate_row[at] = gate_sigmoid(gate_row[at])
+                input_forget[at] = gate_sigmoid(input_forget[at])
+            for unit in range(size):
+                candidate[unit] = gate_tanh(candidate[unit])
+            for unit in range(size):
+                output_gate[unit] = gate_sigmoid(output_gate[unit])
             cell_row = cell[entry]
             previous_cell_row = previous_cell[row]
+            projected_row = step_projected[entry]
             for unit in range(size):
-                previous = cell_row[unit]
-                previous_cell_row[unit] = previous
-                new_cell = gate_row[size + unit] * previous + gate_row[unit] * gate_row[2 * size + unit]
-                cell_row[unit] = new_cell
-                step_projected[entry, unit] = gate_row[3 * size + unit] * gate_tanh(new_cell)
+                previous_cell_row[unit] = cell_row[unit]
+            for unit in range(size):
+                cell_row[unit] = forget_gate[unit] * previous_cell_row[unit] + input_gate[unit] * candidate[unit]
+            for unit in range(size):
+                projected_row[unit] = output_gate[unit] * gate_tanh(cell_row[unit])
             if has_projection:
+                projected_out = projected[row]
                 for unit in range(size):
-                    projected[row, unit] = step_projected[entry, unit]
+                    projected_out[unit] = projected_row[unit]
             else:
+                hidden_row = hidden[entry]
+                out_row = out[row, out_column:out_column + size]
                 for unit in range(size):
-                    hidden[entry, unit] = step_projected[entry, unit]
-                    out[row, out_column + unit] = step_projected[entry, unit]
+                    hidden_row[unit] = projected_row[unit]
+                for unit in range(size):
+                    out_row[unit] = projected_row[unit]
         if has_projection:
             np.dot(step_projected[:active], weight_hr.T, hidden[:active])
             for entry in range(active):
@@ -196,72 +258,102 @@ def lstm_backward(grad_out, out_column, offsets, batch_sizes, batch_stride, reve
         step, active = _backward_step(index, steps, reverse, batch_sizes)
         for entry in range(active):
             row = _row(offsets, step, entry, batch_stride)
+            hidden_row = step_hidden[entry]
+            grad_hidden_row = grad_hidden[entry]
+            grad_out_row = grad_out[row, out_column:out_column + state_size]
             for unit in range(state_size):
-                gradient = grad_hidden[entry, unit] + grad_out[row, out_column + unit]
-                step_hidden[entry, unit] = gradient
-                if has_projection:
-                    grad_hidden_rows[row, unit] = gradient
+                hidden_row[unit] = grad_hidden_row[unit] + grad_out_row[unit]
+            if has_projection:
+                rows_out = grad_hidden_rows[row]
+                for unit in range(state_size):
+                    rows_out[unit] = hidden_row[unit]
         if has_projection:
             np.dot(step_hidden[:active], weight_hr, step_projected[:active])
         for entry in range(active):
             row = _row(offsets, step, entry, batch_stride)
+            grad_value = step_projected[entry] if has_projection else step_hidden[entry]
+            gate_row = gates[row]
+            input_gate = gate_row[:size]
+            forget_gate = gate_row[size:2 * size]
+            candidate = gate_row[2 * size:3 * size]
+            output_gate = gate_row[3 * size:]
+            previous_cell_row = previous_cell[row]
+            grad_row = grad_gates[row]
+            grad_input = grad_row[:size]
+            grad_forget = grad_row[size:2 * size]
+            grad_candidate = grad_row[2 * size:3 * size]
+            grad_output = grad_row[3 * size:]
+            gradient_cell = grad_cell[entry]
+            # tanh(c') again (the same products and sum as the forward's, so the same bits), in step_gates'
+            # row as scratch; simple loops over slices, as in lstm_forward, so that each one vectorises.
+            cell_tanh = step_gates[entry, :size]
             for unit in range(size):
-                grad_value = step_projected[entry, unit] if has_projection else step_hidden[entry, unit]
-                input_gate = gates[row, unit]
-                forget_gate = gates[row, size + unit]
-                candidate = gates[row, 2 * size + unit]
-                output_gate = gates[row, 3 * size + unit]
-                new_cell = forget_gate * previous_cell[row, unit] + input_gate * candidate
-                cell_tanh = gate_tanh(new_cell)
-                gradient_cell = grad_cell[entry, unit] + grad_value * output_gate * (1.0 - cell_tanh * cell_tanh)
-                grad_input = gradient_cell * candidate * input_gate * (1.0 - input_gate)
-                grad_forget = gradient_cell * previous_cell[row, unit] * forget_gate * (1.0 - forget_gate)
-                grad_candidate = gradient_cell * input_gate * (1.0 - candidate * candidate)
-                grad_output = grad_value * cell_tanh * output_gate * (1.0 - output_gate)
-                grad_cell[entry, unit] = gradient_cell * forget_gate
-                step_gates[entry, unit] = grad_input
-                step_gates[entry, size + unit] = grad_forget
-                step_gates[entry, 2 * size + unit] = grad_candidate
-                step_gates[entry, 3 * size + unit] = grad_output
-                grad_gates[row, unit] = grad_input
-                grad_gates[row, size + unit] = grad_forget
-                grad_gates[row, 2 * size + unit] = grad_candidate
-                grad_gates[row, 3 * size + unit] = grad_output
-        np.dot(step_gates[:active], weight_hh, grad_hidden[:active])
+                cell_tanh[unit] = gate_tanh(forget_gate[unit] * previous_cell_row[unit]
+                                            + input_gate[unit] * candidate[unit])
+            for unit in range(size):
+                gradient_cell[unit] = gradient_cell[unit] + grad_value[unit] * output_gate[unit] * (
+                    1.0 - cell_tanh[unit] * cell_tanh[unit])
+            for unit in range(size):
+                grad_output[unit] = grad_value[unit] * cell_tanh[unit] * output_gate[unit] * (1.0 - output_gate[unit])
+            for unit in range(size):
+                grad_input[unit] = gradient_cell[unit] * candidate[unit] * input_gate[unit] * (1.0 - input_gate[unit])
+            for unit in range(size):
+                grad_forget[unit] = (gradient_cell[unit] * previous_cell_row[unit] * forget_gate[unit]
+                                     * (1.0 - forget_gate[unit]))
+            for unit in range(size):
+                grad_candidate[unit] = gradient_cell[unit] * input_gate[unit] * (
+                    1.0 - candidate[unit] * candidate[unit])
+            for unit in range(size):
+                gradient_cell[unit] = gradient_cell[unit] * forget_gate[unit]
+        _step_gates_product(grad_gates, step_gates, offsets, step, active, batch_stride, weight_hh, grad_hidden)
 
 
 @cpu_kernel(fastmath=FASTMATH_UNFUSED)
-def gru_forward(projection, offsets, batch_sizes, batch_stride, reverse, weight_hh, bias_ih, bias_hh, hidden,
+def gru_forward(projection, offsets, batch_sizes, batch_stride, reverse, transposed_weight_hh, bias_ih, bias_hh,
+                hidden,
                 recurrent, gates, previous_hidden, hidden_candidate, out, out_column):
     """GRU (PyTorch's gate order r, z, n): r = s(x_r + h_r), z = s(x_z + h_z), n = tanh(x_n + r h_n),
     h' = (1 - z) n + z h, where x_* = x W_i*^T + b_i* and h_* = h W_h*^T + b_h*.
 
-    projection (rows, 3H) = x W_ih^T; weight_hh (3H, H); biases (3H,); hidden (B, H) initial -> final state;
+    projection (rows, 3H) = x W_ih^T; transposed_weight_hh (H, 3H) = W_hh^T, C-contiguous; biases (3H,);
+    hidden (B, H) initial -> final state;
     recurrent (B, 3H) scratch. Saved per row: gates (rows, 3H) (r, z, n), previous_hidden (rows, H) and
     hidden_candidate (rows, H) = h_n. out receives h' in columns out_column .. out_column + H.
     """
     steps = offsets.shape[0]
     size = hidden.shape[1]
+    input_bias = bias_ih[2 * size:]
+    hidden_bias = bias_hh[2 * size:]
     for index in range(steps):
-        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, weight_hh, recurrent)
+        step, active = _forward_step(index, steps, reverse, batch_sizes, hidden, transposed_weight_hh, recurrent)
         for entry in range(active):
             row = _row(offsets, step, entry, batch_stride)
+            # Simple loops over contiguous slices, as in lstm_forward, so that each one vectorises.
+            gate_row = gates[row]
+            projection_row = projection[row]
+            recurrent_row = recurrent[entry]
+            for at in range(2 * size):
+                gate_row[at] = gate_sigmoid(projection_row[at] + bias_ih[at] + recurrent_row[at] + bias_hh[at])
+            reset = gate_row[:size]
+            update = gate_row[size:2 * size]
+            candidate = gate_row[2 * size:]
+            candidate_hidden = hidden_candidate[row]
+            recurrent_candidate = recurrent_row[2 * size:]
             for unit in range(size):
-                reset = gate_sigmoid(projection[row, unit] + bias_ih[unit] + recurrent[entry, unit] + bias_hh[unit])
-                at = size + unit
-                update = gate_sigmoid(projection[row, at] + bias_ih[at] + recurrent[entry, at] + bias_hh[at])
-                at = 2 * size + unit
-                candidate_hidden = recurrent[entry, at] + bias_hh[at]
-                candidate = gate_tanh(projection[row, at] + bias_ih[at] + reset * candidate_hidden)
-                previous = hidden[entry, unit]
-                previous_hidden[row, unit] = previous
-                hidden_candidate[row, unit] = candidate_hidden
-                gates[row, unit] = reset
-                gates[row, size + unit] = update
-                gates[row, 2 * size + unit] = candidate
-                value = (1.0 - update) * candidate + update * previous
-                hidden[entry, unit] = value
-                out[row, out_column + unit] = value
+                candidate_hidden[unit] = recurrent_candidate[unit] + hidden_bias[unit]
+            projection_candidate = projection_row[2 * size:]
+            for unit in range(size):
+                candidate[unit] = gate_tanh(projection_candidate[unit] + input_bias[unit]
+                                            + reset[unit] * candidate_hidden[unit])
+            hidden_row = hidden[entry]
+            previous_row = previous_hidden[row]
+            for unit in range(size):
+                previous_row[unit] = hidden_row[unit]
+            for unit in range(size):
+                hidden_row[unit] = (1.0 - update[unit]) * candidate[unit] + update[unit] * previous_row[unit]
+            out_row = out[row, out_column:out_column + size]
+            for unit in range(size):
+                out_row[unit] = hidden_row[unit]
 
 
 @cpu_kernel(fastmath=FASTMATH_UNFUSED)
@@ -281,28 +373,45 @@ def gru_backward(grad_out, out_column, offsets, batch_sizes, batch_stride, rever
         step, active = _backward_step(index, steps, reverse, batch_sizes)
         for entry in range(active):
             row = _row(offsets, step, entry, batch_stride)
+            gate_row = gates[row]
+            reset = gate_row[:size]
+            update = gate_row[size:2 * size]
+            candidate = gate_row[2 * size:]
+            previous_row = previous_hidden[row]
+            candidate_hidden = hidden_candidate[row]
+            grad_row = grad_gates[row]
+            grad_reset = grad_row[:size]
+            grad_update = grad_row[size:2 * size]
+            grad_candidate = grad_row[2 * size:]
+            # dh' in step_gates' row as scratch (gathered rows, where needed, are written after every entry).
+            gradient = step_gates[entry, :size]
+            grad_hidden_row = grad_hidden[entry]
+            grad_out_row = grad_out[row, out_column:out_column + size]
             for unit in range(size):
-                gradient = grad_hidden[entry, unit] + grad_out[row, out_column + unit]
-                reset = gates[row, unit]
-                update = gates[row, size + unit]
-                candidate = gates[row, 2 * size + unit]
-                grad_candidate = gradient * (1.0 - update) * (1.0 - candidate * candidate)
-                grad_update = gradient * (previous_hidden[row, unit] - candidate) * update * (1.0 - update)
-                grad_reset = grad_candidate * hidden_candidate[row, unit] * reset * (1.0 - reset)
-                step_hidden[entry, unit] = gradient * update
-                grad_gates[row, unit] = grad_reset
-                grad_gates[row, size + unit] = grad_update
-                grad_gates[row, 2 * size + unit] = grad_candidate
-                grad_hidden_gates[row, unit] = grad_reset
-                grad_hidden_gates[row, size + unit] = grad_update
-                grad_hidden_gates[row, 2 * size + unit] = grad_candidate * reset
-                step_gates[entry, unit] = grad_reset
-                step_gates[entry, size + unit] = grad_update
-                step_gates[entry, 2 * size + unit] = grad_candidate * reset
-        np.dot(step_gates[:active], weight_hh, grad_hidden[:active])
+                gradient[unit] = grad_hidden_row[unit] + grad_out_row[unit]
+            for unit in range(size):
+                grad_candidate[unit] = gradient[unit] * (1.0 - update[unit]) * (1.0 - candidate[unit] * candidate[unit])
+            for unit in range(size):
+                grad_update[unit] = gradient[unit] * (previous_row[unit] - candidate[unit]) * update[unit] * (
+                    1.0 - update[unit])
+            for unit in range(size):
+                grad_reset[unit] = grad_candidate[unit] * candidate_hidden[unit] * reset[unit] * (1.0 - reset[unit])
+            carried = step_hidden[entry]
+            for unit in range(size):
+                carried[unit] = gradient[unit] * update[unit]
+            hidden_gates_row = grad_hidden_gates[row]
+            for at in range(2 * size):
+                hidden_gates_row[at] = grad_row[at]
+            hidden_candidate_gate = hidden_gates_row[2 * size:]
+            for unit in range(size):
+                hidden_candidate_gate[unit] = grad_candidate[unit] * reset[unit]
+        _step_gates_product(grad_hidden_gates, step_gates, offsets, step, active, batch_stride, weight_hh,
+                            grad_hidden)
         for entry in range(active):
+            grad_hidden_row = grad_hidden[entry]
+            carried = step_hidden[entry]
             for unit in range(size):
-                grad_hidden[entry, unit] += step_hidden[entry, unit]
+                grad_hidden_row[unit] += carried[unit]
 
 
 @cpu_kernel

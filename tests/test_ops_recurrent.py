@@ -1,6 +1,7 @@
 """The recurrent op (one tape entry per layer call) and the packing ops: gradcheck in float64 for each cell
 type, direction, projection and packed layout; second derivatives (gradgradcheck, create_graph against the fast
-backward, against PyTorch); stable gates at +-1000; packing utilities against PyTorch; the opaque device."""
+backward, against PyTorch); stable gates at +-1000; float32 gates at vector widths against PyTorch; packing
+utilities against PyTorch; the opaque device."""
 
 import numpy as np
 import opaque_device
@@ -151,6 +152,34 @@ def test_gates_are_stable_at_large_inputs(mode):
     assert np.isfinite(output.detach().numpy()).all() and np.isfinite(x.grad.numpy()).all()
     assert_close(output, expected, rtol=1e-10, atol=1e-12)
     assert_close(x.grad, expected_x.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_float32_gates_at_vector_widths_match_torch(mode, batch_first):
+    # Hidden size 40: the float32 gate loops run their vectorised bodies and their remainders; inputs up to
+    # +-12 saturate some gates. Batch-first rows of a step are apart (the gathered product), time-major ones not.
+    import torch
+
+    torch.manual_seed(0)
+    reference = getattr(torch.nn, mode)(6, 40, batch_first=batch_first)
+    layer = getattr(nn, mode)(6, 40, batch_first=batch_first)
+    layer.load_state_dict({key: nbprop.tensor(value.detach().numpy()) for key, value in reference.state_dict().items()})
+    rng = np.random.default_rng(8)
+    inputs = (rng.standard_normal((3, 9, 6) if batch_first else (9, 3, 6)) * 4).astype(np.float32)
+    weights = rng.standard_normal((3, 9, 40) if batch_first else (9, 3, 40)).astype(np.float32)
+    results = []
+    for module, make in ((layer, lambda a: nbprop.tensor(a, requires_grad=True)),
+                         (reference, lambda a: torch.tensor(a, requires_grad=True))):
+        x = make(inputs)
+        output, state = module(x)
+        hidden = state[0] if mode == "LSTM" else state
+        ((output * make(weights)).sum() + (hidden ** 2).sum()).backward()
+        results.append([output.detach().numpy(), hidden.detach().numpy(), x.grad.numpy()]
+                       + [value.grad.numpy() for _, value in sorted(module.named_parameters())])
+    for actual, expected in zip(*results):
+        assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.torch
